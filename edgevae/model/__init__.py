@@ -1,0 +1,1 @@
+"""The multimodal VAE: encoders, masked product-of-experts fusion, decoders, losses, scoring."""
