@@ -14,6 +14,19 @@ from collections.abc import Sequence
 import typer
 
 from edgevae._version import __version__
+from edgevae.cli import (
+    analyze,
+    bench,
+    build,
+    evaluate,
+    export,
+    ingest,
+    kernels,
+    model,
+    pipeline,
+    quantize,
+    train,
+)
 from edgevae.cli import data as data_cmds
 from edgevae.errors import EdgeVAEError
 
@@ -33,6 +46,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmds.app, name="data")
+ingest.register(data_cmds.app)  # `edgevae data ingest`
+for _module in (pipeline, train, evaluate, export, quantize, build, bench, analyze, model, kernels):
+    _module.register(app)
 
 
 def _version(value: bool) -> None:

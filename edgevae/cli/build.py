@@ -1,0 +1,9 @@
+"""``edgevae build`` and ``edgevae doctor``: TensorRT engines and environment checks."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (filled in by the stage that owns it)."""

@@ -1,0 +1,9 @@
+"""``edgevae export``: export a run to parity-checked ONNX graphs."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (filled in by the stage that owns it)."""
