@@ -1,0 +1,1 @@
+"""The main job, ``edgevae pipeline``: data, train, eval, export, quantize, bench, report."""
