@@ -22,6 +22,10 @@ class DatasetError(EdgeVAEError):
     """A dataset directory that is missing, corrupt, incomplete or from an incompatible version."""
 
 
+class MediaError(EdgeVAEError):
+    """A camera, audio or motion file that is missing, unreadable, truncated or inconsistent."""
+
+
 class CheckpointError(EdgeVAEError):
     """A model checkpoint that is missing, corrupt or incompatible."""
 
@@ -60,6 +64,10 @@ class EngineMismatchError(EdgeVAEError):
 
 class MissingDependencyError(EdgeVAEError):
     """An optional dependency (TensorRT, cuda-python, nvcc, ...) is not installed here."""
+
+
+class KernelError(EdgeVAEError):
+    """A custom CUDA kernel that failed to compile, load or launch."""
 
 
 class OutputExistsError(EdgeVAEError):
