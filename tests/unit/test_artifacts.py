@@ -21,3 +21,14 @@ def test_json_is_stable_and_manifest_records_hash(tmp_path):
     m = json.loads(write_manifest(p, kind="test", config={"k": 1}).read_text())
     assert m["sha256"] == sha256_file(p) and m["kind"] == "test" and m["config"] == {"k": 1}
     assert m["created_by"]["tool_versions"]["edgevae"]
+
+
+def test_atomic_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = write_json_atomic(tmp_path / "x.json", {})
+    finally:
+        os.umask(old)
+    assert oct(p.stat().st_mode & 0o777) == oct(0o644)
