@@ -8,4 +8,25 @@ from edgevae._version import __version__
 from edgevae.errors import EdgeVAEError
 from edgevae.modalities import ModalityKind, ModalitySet, ModalitySpec
 
-__all__ = ["EdgeVAEError", "ModalityKind", "ModalitySet", "ModalitySpec", "__version__"]
+__all__ = [
+    "Analyzer",
+    "EdgeVAEError",
+    "ModalityKind",
+    "ModalitySet",
+    "ModalitySpec",
+    "__version__",
+    "load",
+]
+
+
+def __getattr__(name: str) -> object:
+    # ``edgevae.load`` imports torch on first use only, so ``import edgevae`` stays light.
+    if name == "load":
+        from edgevae.api import load
+
+        return load
+    if name == "Analyzer":  # the streaming analyzer; imports its backend when constructed
+        from edgevae.analyze.analyzer import Analyzer
+
+        return Analyzer
+    raise AttributeError(f"module 'edgevae' has no attribute {name!r}")

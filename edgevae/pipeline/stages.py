@@ -46,8 +46,11 @@ class StageResult:
 
 
 def _fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
-    payload = {"name": stage.name, "config": stage.config,
-               "upstream": {n: upstream[n] for n in stage.after}}
+    payload = {
+        "name": stage.name,
+        "config": stage.config,
+        "upstream": {n: upstream[n] for n in stage.after},
+    }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -100,8 +103,9 @@ def run_stages(
             outputs = [
                 {"path": str(p), "bytes": p.stat().st_size if p.is_file() else 0} for p in paths
             ]
-            write_json_atomic(record_path, {"fingerprint": fp, "outputs": outputs,
-                                            "seconds": round(seconds, 3)})
+            write_json_atomic(
+                record_path, {"fingerprint": fp, "outputs": outputs, "seconds": round(seconds, 3)}
+            )
             result = StageResult(stage.name, "ran", seconds, [str(p) for p in paths])
         results.append(result)
         if on_done:
