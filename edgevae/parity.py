@@ -159,11 +159,46 @@ class ParityReport:
         more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
         return bad[0].line() + more
 
+    def summary(self) -> dict[str, Any]:
+        """Worst cases over every comparison, for a one-line report.
+
+        Returns:
+            ``comparisons``; ``max_abs``, ``min_cosine`` and ``min_sqnr_db`` as
+            ``{"value", "output", "case"}`` (None when nothing had statistics); and
+            ``tolerance_used``: the largest ``required_atol / atol`` (1.0 = at the limit of the
+            element-wise check; None without one).
+        """
+        stats = [o for o in self.outputs if o.max_abs is not None]
+
+        def extreme(key: str, pick: Callable[..., Any]) -> dict[str, Any] | None:
+            if not stats:
+                return None
+            o = pick(stats, key=lambda c: getattr(c, key))
+            return {"value": json_float(getattr(o, key)), "output": o.name, "case": o.case}
+
+        used = []
+        for o in stats:
+            atol = o.tolerance.atol if o.tolerance is not None else None
+            if atol is None or o.required_atol is None:
+                continue
+            if atol > 0:
+                used.append(o.required_atol / atol)
+            else:  # atol 0: exact match needed
+                used.append(0.0 if o.required_atol == 0 else math.inf)
+        return {
+            "comparisons": len(self.outputs),
+            "max_abs": extreme("max_abs", max),
+            "min_cosine": extreme("cosine", min),
+            "min_sqnr_db": extreme("sqnr_db", min),
+            "tolerance_used": json_float(max(used)) if used else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
             "passed": self.passed,
             "cases": sorted({o.case for o in self.outputs}),
+            "summary": self.summary(),
             "worst": {k: v.to_dict() for k, v in self.worst_per_output().items()},
             "failures": [o.to_dict() for o in self.failures],
         }

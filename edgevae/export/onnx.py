@@ -7,10 +7,16 @@ constants; the dynamo exporter needs ``dynamic_shapes`` per input and renames no
 
 Then, for every graph, all in memory before anything is written:
 
-1. normalise the model so the same checkpoint gives byte-identical files: no doc strings,
+1. set every graph input's and output's declared shape to the contract (``batch`` or the fixed
+   batch on axis 0, static sizes elsewhere): the TorchScript exporter invents symbolic names for
+   the sizes it cannot infer and even reuses ``batch`` for them (measured: ``recon_motion`` was
+   declared ``[batch, batch, 3]``), which misleads shape-reading tools (TensorRT profiles,
+   converters, the runtime's input checks);
+2. normalise the model so the same checkpoint gives byte-identical files: no doc strings,
    ``producer_name`` ``edgevae`` and edgevae's version (not torch's), sorted metadata;
-2. ``onnx.checker.check_model(full_check=True)``;
-3. parity against PyTorch through ONNX Runtime over every mask-pattern class
+3. ``onnx.checker.check_model(full_check=True)`` (strict shape inference: the declared shapes
+   must agree with what the graph computes);
+4. parity against PyTorch through ONNX Runtime over every mask-pattern class
    (:mod:`edgevae.export.validate`), with the rows of :mod:`edgevae.export.tolerances`.
 
 Only when every graph passed are the files written (atomically), each with a sidecar manifest
@@ -25,7 +31,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ from edgevae.errors import CheckpointError, ExportError, OutputExistsError
 from edgevae.export.config import ExportConfig
 from edgevae.export.validate import check_parity, graph_io, parity_cases, require_parity
 from edgevae.parity import ParityReport
+from edgevae.runtime.base import TensorInfo
 
 ProgressFn = Callable[[str], None]
 MODULES = ("numpy", "torch", "onnx", "onnxruntime")
@@ -54,6 +61,7 @@ class _Built:
     report: ParityReport
     seconds: float
     io: dict[str, list[dict[str, Any]]]
+    timings: dict[str, float]
 
 
 def _ignore(message: str) -> None:
@@ -99,6 +107,7 @@ def export(
     config = config or ExportConfig()
     progress = progress or _ignore
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    progress(f"load: {run_dir}")
     ckpt = load_checkpoint(run_dir, "cpu")
     if ckpt.score_stats is None:
         raise CheckpointError(
@@ -112,6 +121,7 @@ def export(
     }
     built = [_build(graph, ckpt, config, progress) for graph in config.graphs]
 
+    progress(f"write: {len(built)} graph(s) and manifests to {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for b in built:
@@ -155,11 +165,13 @@ def _build(graph: str, ckpt: Any, config: ExportConfig, progress: ProgressFn) ->
     start = time.perf_counter()
     module = wrapper(graph, ckpt)
     latent_dim = int(ckpt.model.latent_dim)
+    ins, outs = graph_io(graph, ckpt.modalities, latent_dim)
     progress(f"{graph}: torch.onnx.export (opset {config.opset}, batch {config.batch})")
-    data = to_onnx_bytes(module, config, metadata=_metadata(graph, ckpt))
+    data = to_onnx_bytes(module, config, metadata=_metadata(graph, ckpt), contract=(ins, outs))
+    t_export = time.perf_counter()
     progress(f"{graph}: onnx.checker (full check)")
     check_onnx_bytes(data, artifact_name(graph))
-    ins, outs = graph_io(graph, ckpt.modalities, latent_dim)
+    t_check = time.perf_counter()
     cases = parity_cases(
         graph, ckpt.modalities, latent_dim, batch=config.batch, rows=config.parity_rows,
         seed=config.parity_seed,
@@ -169,11 +181,17 @@ def _build(graph: str, ckpt: Any, config: ExportConfig, progress: ProgressFn) ->
     target = OrtRunner(data, name="ort")
     report = check_parity(graph, reference, target, cases)
     require_parity(report, artifact_name(graph))
+    end = time.perf_counter()
+    timings = {
+        "torch_export": round(t_export - start, 3),
+        "onnx_checker": round(t_check - t_export, 3),
+        "parity": round(end - t_check, 3),
+    }
     io = {
         "inputs": [_io_entry(i.name, i.shape, config.batch) for i in ins],
         "outputs": [_io_entry(o.name, o.shape, config.batch) for o in outs],
     }
-    return _Built(graph, data, report, time.perf_counter() - start, io)
+    return _Built(graph, data, report, end - start, io, timings)
 
 
 def wrapper(graph: str, ckpt: Any) -> Any:
@@ -187,11 +205,24 @@ def wrapper(graph: str, ckpt: Any) -> Any:
     return DecodeGraph(ckpt.model).eval()
 
 
-def to_onnx_bytes(module: Any, config: ExportConfig, metadata: dict[str, str]) -> bytes:
+def to_onnx_bytes(
+    module: Any,
+    config: ExportConfig,
+    metadata: dict[str, str],
+    contract: tuple[Sequence[TensorInfo], Sequence[TensorInfo]] | None = None,
+) -> bytes:
     """Export ``module`` (an Analyze/Encode/DecodeGraph) and return normalised ONNX bytes.
 
+    Args:
+        module: the graph wrapper (its ``input_names``/``output_names``/``dynamic_axes``).
+        config: opset and batch.
+        metadata: ``metadata_props`` to store (sorted).
+        contract: input/output specs (:func:`~edgevae.export.validate.graph_io`); when given,
+            the graph's declared I/O shapes are set to them (:func:`set_io_shapes`).
+
     Raises:
-        ExportError: torch.onnx.export failed (message names the first line of the cause).
+        ExportError: torch.onnx.export failed (message names the first line of the cause), or
+            the exported graph lacks a contract tensor name.
     """
     import io
 
@@ -221,8 +252,47 @@ def to_onnx_bytes(module: Any, config: ExportConfig, metadata: dict[str, str]) -
             "--opset or report the model config."
         ) from None
     model = onnx.load_from_string(buffer.getvalue())
+    if contract is not None:
+        set_io_shapes(model, contract[0], contract[1], config.batch)
     normalize(model, metadata)
     return model.SerializeToString(deterministic=True)
+
+
+def set_io_shapes(
+    model: Any,
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+    batch: str | int,
+) -> None:
+    """Declare each graph input/output with its contract shape, in place.
+
+    Axis ``"batch"`` becomes the symbolic dim ``batch`` (dynamic export) or ``batch`` itself (a
+    fixed int); every other axis is its static size. The graph's I/O must be exactly the contract
+    names, in order.
+
+    Raises:
+        ExportError: the exported graph's input or output names differ from the contract.
+    """
+    for what, declared, specs in (
+        ("inputs", model.graph.input, inputs),
+        ("outputs", model.graph.output, outputs),
+    ):
+        got = [v.name for v in declared]
+        want = [s.name for s in specs]
+        if got != want:
+            raise ExportError(
+                f"the exported graph's {what} {got} differ from the contract {want}; the export "
+                "wrapper and edgevae.export.validate.graph_io disagree (a bug: report it)."
+            )
+        for value, spec in zip(declared, specs, strict=True):
+            shape = value.type.tensor_type.shape
+            del shape.dim[:]
+            for size in spec.shape:
+                dim = shape.dim.add()
+                if size == "batch" and not isinstance(batch, int):
+                    dim.dim_param = "batch"
+                else:
+                    dim.dim_value = batch if size == "batch" else int(size)
 
 
 def normalize(model: Any, metadata: dict[str, str]) -> None:
@@ -291,19 +361,22 @@ def _details(b: _Built, ckpt: Any, config: ExportConfig, run_dir: Path) -> dict[
         "parameters": meta.get("parameters"),
         "data": meta.get("data"),
         "run_dir": str(run_dir),
-        "export_seconds": round(b.seconds, 3),
+        "export_seconds": round(b.seconds, 3),  # torch export + checker + parity
+        "timings_s": b.timings,
     }
 
 
 def _remove_stale(out_dir: Path, graph: str, new_sha: str) -> None:
-    """Delete artifacts derived from an older ``<graph>.onnx`` (their manifests name its hash)."""
+    """Delete artifacts derived from an older ``<graph>.onnx``: those whose manifest records
+    ``inputs["<graph>.onnx"]`` with another hash. Files without such a manifest are not edgevae's
+    derived artifacts and are left alone."""
     source = artifact_name(graph)
     for path in out_dir.glob(f"{graph}.*.onnx"):
         manifest = path.with_name(path.name + ".manifest.json")
         try:
             recorded = json.loads(manifest.read_text()).get("inputs", {}).get(source)
-        except (OSError, ValueError):
-            recorded = None
-        if recorded != new_sha:
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded is not None and recorded != new_sha:
             path.unlink(missing_ok=True)
             manifest.unlink(missing_ok=True)
