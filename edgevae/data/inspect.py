@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgevae.data.format import DatasetReader, open_dataset
+from edgevae.errors import ConfigError
 from edgevae.modalities import ModalityKind, ModalitySpec
 
 
@@ -155,6 +156,18 @@ _DESCRIPTIONS = {
 }
 
 
+_KIND_TITLES = {
+    ModalityKind.spectrogram: "log-mel",
+    ModalityKind.series: "series",
+    ModalityKind.vector: "vector",
+}
+_KIND_XLABELS = {
+    ModalityKind.spectrogram: "frame (y: mel bin)",
+    ModalityKind.series: "step",
+    ModalityKind.vector: "element",
+}
+
+
 def contact_sheet(
     dataset: DatasetReader | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -183,8 +196,21 @@ def contact_sheet(
         The PNG path.
 
     Raises:
-        DatasetError: missing, incomplete or corrupt dataset.
+        DatasetError: missing, incomplete or corrupt dataset, or no such split.
+        ConfigError: ``out`` is a directory or cannot be written, ``frames_per_camera < 1``.
     """
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(
+            f"--plot '{out}' is a directory; give a PNG file path such as "
+            f"'{out / 'contact_sheet.png'}'."
+        )
+    if isinstance(frames_per_camera, bool) or not (
+        isinstance(frames_per_camera, int) and frames_per_camera >= 1
+    ):
+        raise ConfigError(
+            f"frames_per_camera must be a positive integer, got {frames_per_camera!r}."
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,18 +230,19 @@ def contact_sheet(
     ratios: list[float] = []
     for _ in videos:
         ratios += [1.0] * frames_per_camera + [0.12]
-    ratios += [2.0 if s.kind is ModalityKind.spectrogram else 2.4 for s in others]
-    unit, label_w, head = 0.8, 1.9, 0.55  # inches: per ratio unit, row labels, title
-    width, height = unit * sum(ratios) + label_w, 1.0 * len(rows) + head
+    ratios += [3.0 if s.kind is ModalityKind.spectrogram else 3.2 for s in others]
+    # inches: per ratio unit, row labels, right margin (series tick labels), title, x labels
+    unit, label_w, right_w, head, foot = 0.8, 1.9, 0.3, 0.55, 0.3
+    width, height = unit * sum(ratios) + label_w + right_w, 1.0 * len(rows) + head + foot
     fig = plt.figure(figsize=(width, height), dpi=dpi)
     grid = fig.add_gridspec(
         len(rows),
         len(ratios),
         width_ratios=ratios,
         left=label_w / width,
-        right=0.995,
+        right=1 - right_w / width,
         top=1 - head / height,
-        bottom=0.02,
+        bottom=foot / height,
         wspace=0.08,
         hspace=0.3,
     )
@@ -265,7 +292,9 @@ def contact_sheet(
             ax = fig.add_subplot(grid[r, col])
             _draw_other(ax, spec, clips, r, labels, meta, reader)
             if r == 0:
-                ax.set_title(spec.name, fontsize=7, pad=2)
+                ax.set_title(f"{spec.name} ({_KIND_TITLES[spec.kind]})", fontsize=7, pad=2)
+            if r == len(rows) - 1:
+                ax.set_xlabel(_KIND_XLABELS[spec.kind], fontsize=6, labelpad=1)
             col += 1
     legend = "red frame / bar / shading = labelled anomalous"
     if meta.get("generator") == "edgevae-synth":
@@ -279,21 +308,33 @@ def contact_sheet(
         fontsize=8,
         y=0.997,
     )
-    out = Path(out)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    with atomic_path(out) as tmp:
-        _write_small_png(buf.getvalue(), tmp)
+    try:
+        with atomic_path(out) as tmp:
+            _write_small_png(buf.getvalue(), tmp)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the contact sheet to '{out}': {exc.strerror or exc}; choose a writable "
+            "--plot path."
+        ) from None
     return out
 
 
 def _write_small_png(png: bytes, path: Path) -> None:
-    """Save with a 256-colour palette (about 3x smaller than RGBA; fine for a contact sheet)."""
+    """Save with 33 levels per channel and a 256-colour palette, without dithering.
+
+    The camera thumbnails are mostly sensor noise, which a PNG cannot compress; rounding to
+    multiples of 8 (white stays 255) looks the same and makes the file about 3x smaller than the
+    RGBA original.
+    """
     from PIL import Image
 
+    levels = [min(255, (v + 4) // 8 * 8) for v in range(256)]
     with Image.open(io.BytesIO(png)) as img:
-        img.convert("RGB").quantize(colors=256).save(path, format="PNG", optimize=True)
+        small = img.convert("RGB").point(levels * 3)
+        small.quantize(colors=256, dither=Image.Dither.NONE).save(path, format="PNG", optimize=True)
 
 
 def _draw_other(
@@ -307,7 +348,7 @@ def _draw_other(
 ) -> None:
     x = np.asarray(clips[spec.name][r], np.float32)
     n_lab = len(labels)
-    ax.tick_params(labelsize=5, length=2, pad=1)
+    ax.tick_params(labelsize=6, length=2, pad=1)
     if spec.kind is ModalityKind.spectrogram:
         img = x[0]  # (mels, frames)
         ax.imshow(img, origin="lower", aspect="auto", cmap="magma")

@@ -74,8 +74,9 @@ def compute_statistics(split: SplitReader, batch_size: int = 256) -> dict[str, A
             )
         s, ss = acc[spec.name]
         n = counts[spec.name]
-        mean = s / n
-        std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite data: refused below
+            mean = s / n
+            std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
         if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
             raise DatasetError(
                 f"modality '{spec.name}' has NaN or Inf values in the train split; clean the data "

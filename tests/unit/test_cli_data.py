@@ -68,6 +68,8 @@ def test_unknown_preset_suggests_the_closest(capsys, tmp_path):
         (("--clips-per-video", "0"), "clips_per_video must be an integer"),
         (("--workers", "-1"), "workers must be 0 (automatic) or a positive integer"),
         (("--videos", "3", "--clips-per-video", "2"), "raise --clips-per-video or --videos"),
+        (("--seed", "-1"), "seed must be an integer in [0, 9223372036854775807], got -1"),
+        (("--cameras", "0"), "cameras must be an integer in [1, 8], got 0"),
     ],
 )
 def test_bad_option_values(capsys, tmp_path, args, message):
@@ -135,3 +137,63 @@ def test_inspect_bad_inputs(capsys, cli_ds, tmp_path):
     (broken / "index.json").unlink()
     line = _one_line_error(invoke(capsys, "data", "inspect", broken))
     assert "index.json' is missing" in line
+
+
+def test_output_that_is_a_file_is_refused(capsys, tmp_path):
+    out = tmp_path / "ds"
+    out.write_text("mine")
+    line = _one_line_error(invoke(capsys, "data", "synth", "--out", out, *SMALL))
+    assert "is not empty; pass --overwrite" in line
+    assert out.read_text() == "mine"
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_index(path: Path, **changes) -> None:
+    index = json.loads(path.read_text())
+    index.update(changes)
+    path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda d: _flip_last_byte(d / "train" / "shard-00000" / "cam1.npy"),
+            "cam1.npy' does not match its SHA-256 in index.json; the file is corrupt",
+        ),
+        (lambda d: (d / "index.json").write_text("{oops"), "index.json': Expecting property"),
+        (
+            lambda d: _edit_index(d / "index.json", format_version=7),
+            "has dataset format version 7, this edgevae",
+        ),
+        (
+            lambda d: _edit_index(d / "index.json", format="other"),
+            "index.json' is not an edgevae dataset index",
+        ),
+    ],
+)
+def test_inspect_damaged_datasets(capsys, cli_ds, tmp_path, damage, message):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cli_ds, broken)
+    damage(broken)
+    line = _one_line_error(invoke(capsys, "data", "inspect", broken))
+    assert message in line
+
+
+def test_inspect_plot_path_problems(capsys, cli_ds, tmp_path):
+    (tmp_path / "dir").mkdir()
+    r = invoke(capsys, "data", "inspect", cli_ds, "--verify", "none", "--plot", tmp_path / "dir")
+    line = _one_line_error(r)
+    assert "--plot" in line and "is a directory; give a PNG file path" in line
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the PNG's parent directory should be
+    r = invoke(capsys, "data", "inspect", cli_ds, "--verify", "none", "--plot", blocker / "s.png")
+    assert "cannot write the contact sheet to" in _one_line_error(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"]

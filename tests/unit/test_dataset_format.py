@@ -208,3 +208,142 @@ def test_from_arrays_bad_inputs(tmp_path):
     with pytest.raises(Exception, match="cannot infer the kind"):
         from_arrays(tmp_path / "d", {"train": {"x": np.zeros((4, 2, 2, 2, 2))}})
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+# -- every bad input the writer, reader and normaliser handle ------------------------------------
+def test_writer_rejects_bad_setup_and_batches(tmp_path):
+    with pytest.raises(DatasetError, match="anomaly_types must start with 'normal'"):
+        DatasetWriter(tmp_path / "a", SPECS, anomaly_types=["odd", "normal"])
+    with DatasetWriter(tmp_path / "ds", SPECS, label_frames=2) as w:
+        partial = _arrays(4)
+        del partial["audio"]
+        with pytest.raises(ShapeError, match=r"arrays for modalities \['audio'\] are missing"):
+            w.add("train", partial)
+        with pytest.raises(ShapeError, match=r"mask must have shape \(4, 3\), got \(4, 2\)"):
+            w.add("train", _arrays(4), mask=np.ones((4, 2)))
+        with pytest.raises(ShapeError, match=r"frame_labels must have shape \(4, 2\)"):
+            w.add("train", _arrays(4), frame_labels=np.zeros((4, 3)))
+        w.add("train", _arrays(4))
+    assert len(open_dataset(tmp_path / "ds").split("train")) == 4  # bad batches left no trace
+
+
+def test_append_with_other_label_frames_is_refused(tmp_path):
+    path = _write(tmp_path / "ds")
+    with pytest.raises(ShapeError, match="appended clips have 3 label frames, the dataset has 2"):
+        DatasetWriter(path, SPECS, label_frames=3, append=True)
+
+
+def test_dataset_without_train_split_is_refused(tmp_path):
+    with (
+        pytest.raises(DatasetError, match="needs a 'train' split"),
+        DatasetWriter(tmp_path / "ds", SPECS, label_frames=2) as w,
+    ):
+        w.add("test", _arrays(4))
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ix: ix.update(format="something-else"), "is not an edgevae dataset index"),
+        (lambda ix: ix.pop("modalities"), "lacks 'modalities'; the index is damaged"),
+        (lambda ix: ix.pop("splits"), "lacks 'splits'"),
+    ],
+)
+def test_foreign_or_damaged_index(tmp_path, edit, message):
+    path = _write(tmp_path / "ds")
+    index = json.loads((path / "index.json").read_text())
+    edit(index)
+    (path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DatasetError, match=message):
+        open_dataset(path)
+
+
+def test_missing_split_and_out_of_range_reads(tmp_path):
+    ds = open_dataset(_write(tmp_path / "ds"))
+    with pytest.raises(DatasetError, match=r"has no 'val' split \(it has: train, test\)"):
+        ds.split("val")
+    with pytest.raises(IndexError, match="out of range for split 'test'"):
+        ds.split("test").read([20])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.split("test").read([-1])
+
+
+def test_unreadable_shard_is_named_when_not_verified(tmp_path):
+    path = _write(tmp_path / "ds")
+    shard = path / "train" / "shard-00000" / "imu.npy"
+    shard.write_bytes(b"\0" * shard.stat().st_size)  # same size, no .npy header
+    ds = open_dataset(path, verify="size")  # sizes match: only reading finds it
+    with pytest.raises(DatasetError, match=r"cannot read shard .*shard-00000.*regenerate it"):
+        ds.split("train").read([0])
+
+
+def test_statistics_refuse_all_missing_and_non_finite_train_data(tmp_path):
+    mask = np.ones((6, 3), np.uint8)
+    mask[:, 2] = 0  # imu never present
+    with (
+        pytest.raises(DatasetError, match="'imu' is missing in every train sample"),
+        DatasetWriter(tmp_path / "a", SPECS, label_frames=2) as w,
+    ):
+        w.add("train", _arrays(6), mask=mask)
+    bad = _arrays(6)
+    bad["audio"][2, 0, 1, 1] = np.inf
+    with (
+        pytest.raises(DatasetError, match="'audio' has NaN or Inf values in the train split"),
+        DatasetWriter(tmp_path / "b", SPECS, label_frames=2) as w,
+    ):
+        w.add("train", bad)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DatasetWriter.__exit__ does not abort when close() raises, so the hidden "
+    ".NAME.partial-* directory stays behind (edgevae/data/format.py). Remove this marker "
+    "once fixed.",
+)
+def test_failed_close_leaves_no_partial_directory(tmp_path):
+    mask = np.ones((6, 3), np.uint8)
+    mask[:, 2] = 0
+    with pytest.raises(DatasetError), DatasetWriter(tmp_path / "a", SPECS, label_frames=2) as w:
+        w.add("train", _arrays(6), mask=mask)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_normalizer_needs_statistics_for_every_modality(tmp_path):
+    ds = open_dataset(_write(tmp_path / "ds"))
+    stats = {k: v for k, v in ds.normalization.items() if k != "audio"}
+    with pytest.raises(DatasetError, match="no normalisation statistics for modality 'audio'"):
+        Normalizer(ds.modalities, stats)
+
+
+def test_loader_zeroes_missing_entries_and_reports_their_mask(tmp_path):
+    arrays = _arrays(24)
+    mask = np.ones((24, 3), np.uint8)
+    mask[::3, 1] = 0  # audio missing in every third clip
+    mask[1::4, 0] = 0  # cam0 missing in every fourth
+    with DatasetWriter(tmp_path / "ds", SPECS, label_frames=2, shard_clips=10) as w:
+        w.add("train", arrays, mask=mask)
+    ds = open_dataset(tmp_path / "ds")
+    batches = list(make_loader(ds, "train", 7))
+    got = {k: np.concatenate([b[k].numpy() for b in batches]) for k in ("mask", "cam0", "audio")}
+    np.testing.assert_array_equal(got["mask"], mask.astype(np.float32))
+    assert not got["audio"][::3].any() and not got["cam0"][1::4].any()
+    present = arrays["audio"][mask[:, 1] == 1]  # statistics come from present clips only
+    mean = present.mean(axis=(0, 1, 3))
+    np.testing.assert_allclose(ds.normalization["audio"]["mean"], mean, rtol=1e-5)
+    np.testing.assert_allclose(got["audio"][mask[:, 1] == 1].mean(axis=(0, 1, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(got["cam0"][0], arrays["cam0"][0] / 255.0, rtol=1e-6)
+
+
+def test_from_arrays_rejects_mismatched_arrays_and_masks(tmp_path):
+    x = np.zeros((10, 3), np.float32)
+    with pytest.raises(ShapeError, match=r"split 'test' has arrays \['z'\] not in the specs"):
+        from_arrays(tmp_path / "a", {"train": {"x": x}, "test": {"x": x, "z": x}})
+    with pytest.raises(ShapeError, match=r"split 'test' lacks arrays for \['y'\]"):
+        from_arrays(tmp_path / "b", {"train": {"x": x, "y": x}, "test": {"x": x}})
+    with pytest.raises(ShapeError, match=r"mask must be \(10, 2\), got \(10, 1\)"):
+        from_arrays(tmp_path / "c", {"train": {"x": x, "y": x}}, masks={"train": np.ones((10, 1))})
+    spec = [ModalitySpec("x", "vector", (4,))]
+    with pytest.raises(ShapeError, match=r"modality 'x': expected shape \(n, 4\)"):
+        from_arrays(tmp_path / "d", {"train": {"x": x}}, specs=spec)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a hidden partial dir

@@ -73,10 +73,12 @@ def test_contact_sheet_png(small_ds, tmp_path):
 
     out = contact_sheet(small_ds, tmp_path / "sheet.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.stat().st_size < 400_000
+    assert out.stat().st_size < 250_000  # docs/img/contact_sheet.png must stay < 200 KB
     with Image.open(out) as img:
         width, height = img.size
+        corner = img.convert("RGB").getpixel((1, 1))
     assert width > 900 and height > 7 * 60  # 7 rows: normal + six anomaly types
+    assert corner == (255, 255, 255)  # the palette reduction keeps white white
 
 
 def test_contact_sheet_of_a_non_synth_dataset(tmp_path):
@@ -106,3 +108,21 @@ def test_corrupt_or_missing_dataset_raises(small_ds, tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         contact_sheet(tmp_path / "nope", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_contact_sheet_bad_arguments(small_ds, tmp_path):
+    from edgevae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="frames_per_camera must be a positive integer, got 0"):
+        contact_sheet(small_ds, tmp_path / "a.png", frames_per_camera=0)
+    with pytest.raises(DatasetError, match=r"has no 'nope' split \(it has: train, val, test\)"):
+        contact_sheet(small_ds, tmp_path / "b.png", split="nope", verify="none")
+    with pytest.raises(ConfigError, match="is a directory"):
+        contact_sheet(small_ds, tmp_path, verify="none")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_contact_sheet_of_the_validation_split_has_only_a_normal_row(small_ds):
+    reader = open_dataset(small_ds)
+    rows = _pick_clips(reader, "val")
+    assert [kind for kind, _ in rows] == ["normal"]

@@ -55,6 +55,8 @@ def test_rgb_video_frames():
         ({"name": "a", "kind": "vector", "shape": (3,), "dtype": "float64"}, "dtype"),
         ({"name": "a", "kind": "vector", "shape": "abc"}, "shape must be a sequence of integers"),
         ({"name": "a", "kind": "vector", "shape": (3,), "channels": 3}, "video only"),
+        ({"name": "a", "kind": "video", "shape": (8, 8, 8), "channels": 2}, "1 \\(gray\\) or 3"),
+        ({"name": "a", "kind": "vector", "shape": (3,), "share": "Bad-Group"}, "share group"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_fix(kwargs, message):
@@ -87,3 +89,22 @@ def test_check_compatible_names_the_difference():
     specs.check_compatible(specs)
     with pytest.raises(ShapeError, match=r"feat.*\(12,\).*\(13,\)"):
         specs.check_compatible(other)
+
+
+def test_frames_only_for_video():
+    assert ModalitySpec("c", "video", (8, 4, 4)).frames == 8
+    with pytest.raises(ConfigError, match="'feat' is not video; it has no frames"):
+        ModalitySpec("feat", "vector", (3,)).frames  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ({"name": "a"}, "'modalities' must be a JSON list"),
+        (["a"], "a modality spec must be a JSON object, got str"),
+        ([{"name": "a", "kind": "vector"}], r"missing keys \['shape'\]"),
+    ],
+)
+def test_bad_spec_json(items, message):
+    with pytest.raises(ConfigError, match=message):
+        ModalitySet.from_list(items)

@@ -4,6 +4,7 @@ relations, and the loader over a synthesized dataset."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,11 @@ def test_unknown_field_names_the_closest():
         ({"min_objects": 3, "max_objects": 2}, "min_objects .* exceeds max_objects"),
         ({"motion_rate": 30}, "motion_rate 30 Hz must divide"),
         ({"mel_frames": 33}, "mel_frames 33 must divide"),
+        ({"fps": 20, "motion_rate": 32}, "not a whole number of motion steps at 32 Hz"),
+        ({"sample_rate": 8100}, "sample_rate 8100 must be a multiple of the physics rate 80 Hz"),
+        ({"preset": ""}, "preset must be a non-empty name"),
+        ({"cameras": True}, r"cameras must be an integer in \[1, 8\], got True"),
+        ({"image_size": 8}, r"image_size must be an integer in \[16, 512\]"),
     ],
 )
 def test_invalid_config_values(changes, message):
@@ -110,6 +116,10 @@ def test_config_round_trip_and_presets():
     assert sizes == [2400, 400, 1200]
     with pytest.raises(ConfigError, match="Did you mean 'seed'"):
         SynthConfig.from_dict({**cfg.to_dict(), "sed": 1})
+    with pytest.raises(ConfigError, match="a SynthConfig must be a JSON object, got list"):
+        SynthConfig.from_dict([1, 2])
+    again = json.loads(json.dumps(cfg.to_dict()))  # through JSON text: tuples come back as lists
+    assert SynthConfig.from_dict(again) == cfg and again["segment_frames"] == [10, 24]
 
 
 def test_with_total_videos_keeps_every_split():
@@ -220,6 +230,13 @@ def test_worker_processes_do_not_change_the_bytes(synth_ds, tmp_path):
     )
     assert _files(out) == _files(synth_ds)
     assert seen[-1] == (7 * 16, 7 * 16) and len(seen) == 7
+
+
+@pytest.mark.parametrize("workers", [-1, True, 1.5])
+def test_bad_worker_counts_are_refused_before_writing(tmp_path, workers):
+    with pytest.raises(ConfigError, match="workers must be 0 \\(automatic\\) or a positive"):
+        synthesize(tmp_path / "ds", small_config(), workers=workers)
+    assert not (tmp_path / "ds").exists()
 
 
 def test_interrupted_synth_leaves_no_complete_looking_dir(tmp_path, monkeypatch):
