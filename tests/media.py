@@ -132,8 +132,11 @@ def write_camera(
     return path
 
 
-def write_size_change(path: str | Path, *, fps: float = 10.0, duration: float = 2.0) -> Path:
-    """An MPEG-TS H.264 stream whose frame size changes from 64x48 to 32x24 half-way."""
+def write_size_change(
+    path: str | Path, *, fps: float = 10.0, duration: float = 2.0, start: float = 0.0
+) -> Path:
+    """An MPEG-TS H.264 stream (timestamps from ``start``) whose frame size changes from 64x48
+    to 32x24 half-way."""
     path = Path(path)
     out = av.open(str(path), "w", format="mpegts")
     try:
@@ -149,8 +152,9 @@ def write_size_change(path: str | Path, *, fps: float = 10.0, duration: float = 
         second.options = {"preset": "ultrafast"}
         for i in range(n):
             size = (48, 64) if i < n // 2 else (24, 32)
-            frame = av.VideoFrame.from_ndarray(view(0, i / fps, size[1], size[0]), format="gray")
-            frame.pts = round(i / fps / TIME_BASE)
+            t = start + i / fps
+            frame = av.VideoFrame.from_ndarray(view(0, t, size[1], size[0]), format="gray")
+            frame.pts = round(t / TIME_BASE)
             frame.time_base = TIME_BASE
             encoder = vs if i < n // 2 else second
             if i == n // 2:

@@ -9,5 +9,6 @@ backend its artifact needs.
 from edgevae.analyze.analyzer import Analyzer, Result
 from edgevae.analyze.backend import ModelSession
 from edgevae.analyze.run import AnalyzeConfig, analyze
+from edgevae.analyze.stream import FileStream, Step
 
-__all__ = ["AnalyzeConfig", "Analyzer", "ModelSession", "Result", "analyze"]
+__all__ = ["AnalyzeConfig", "Analyzer", "FileStream", "ModelSession", "Result", "Step", "analyze"]

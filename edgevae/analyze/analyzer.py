@@ -2,7 +2,7 @@
 
 Example:
     >>> import edgevae
-    >>> an = edgevae.Analyzer("export/analyze.onnx")            # or a run dir / TensorRT engine
+    >>> an = edgevae.Analyzer("export/analyze.onnx")  # doctest: +SKIP (or run dir / engine)
     >>> for frames, audio in camera_stream():                    # doctest: +SKIP
     ...     result = an.push(frames, audio_chunk=audio)          # {"cam0": (H, W) uint8, ...}
     ...     if result is not None and result.flagged:
@@ -17,13 +17,20 @@ Inputs per push: one frame per camera (any size: resized with an area filter; gr
 converted to the model's colour), the audio samples received since the previous push (mono, at
 ``analyzer.capture.sample_rate``; sample 0 of the first chunk is at the first frame's time), and
 the motion readings received since the previous push. A window's audio is the samples under its
-T frames plus one spectrogram hop either side (missing samples count as silence); its motion is
-interpolated from the buffered readings, exactly as ``edgevae data ingest`` builds clips.
+T frames plus one spectrogram hop either side (past the ends of what has arrived the samples are
+mirrored, as ingest does at a recording's ends; ``audio_start`` on the first push supplies real
+context instead); its motion is interpolated from the buffered readings, exactly as
+``edgevae data ingest`` builds clips (:class:`~edgevae.analyze.stream.FileStream` feeds recorded
+files that way).
 
 Thread safety: ``push`` and ``reset`` hold an internal lock, so calls from several threads are
-safe but run one at a time; use one Analyzer per stream (they share nothing). Latency: ``push``
-runs the model synchronously; ``Result.latency_s`` is the time from the push call to the result
-(frame conversion, log-mel, normalisation and one batch-1 forward pass).
+safe but run one at a time (frames are appended in lock order). Use one Analyzer per stream;
+several Analyzers may share one loaded model through ``session=`` when its backend runs
+concurrently (ONNX Runtime and PyTorch inference do; a TensorRT execution context does not, so
+give each thread its own engine session). Latency: ``push`` runs the model synchronously, batch 1;
+``Result.latency_s`` is the time from the push call to the result (frame conversion, log-mel,
+normalisation and the forward pass); pushes that complete no window only convert and buffer
+(~0.35 ms for two 64x64 frames on a shared 2-core CPU; measured numbers in docs/analyze.md).
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ class WindowBuffer:
         self.times: deque[float] = deque(maxlen=t)
         self.count = 0
         self.source_shapes: dict[str, tuple[int, ...]] = {}
+        self.reformatters: dict[str, Any] = {}  # per camera: cached swscale contexts
         self.audio = np.zeros(0, np.float32)
         self.audio_offset = 0  # absolute index of self.audio[0]
         self.audio_received = 0
@@ -132,8 +140,14 @@ class WindowBuffer:
         motion: MotionInput = None,
         *,
         converted: bool = False,
+        audio_start: float | None = None,
     ) -> None:
-        """Add one frame per camera (+ audio/motion received since the previous push)."""
+        """Add one frame per camera (+ audio/motion received since the previous push).
+
+        ``audio_start``: time of the first audio sample of the first push (default: that push's
+        frame time); file readers pass a hop earlier so the first window has real context.
+        ``converted``: frames are already at the model's size and colour.
+        """
         if not isinstance(frames, Mapping):
             raise ShapeError(f"frames must be a dict {{camera: array}} over {self.cameras}.")
         unknown = [k for k in frames if k not in self.cameras]
@@ -156,24 +170,33 @@ class WindowBuffer:
             )
         size = (self.capture.height, self.capture.width)
         converted_frames = {}
+        shapes = {}
         for name in self.cameras:
             img = np.asarray(frames[name])
+            if not converted and name not in self.reformatters:
+                self.reformatters[name] = _new_reformatter()
+            converted_frames[name] = (
+                img
+                if converted
+                else to_model_frame(
+                    img, size, self.capture.channels, f"camera {name}", self.reformatters[name]
+                )
+            )  # validates dtype and rank first
+            shapes[name] = img.shape
             if name in self.source_shapes and img.shape != self.source_shapes[name]:
                 raise ShapeError(
                     f"camera {name}: frame size changed from {_size(self.source_shapes[name])} to "
                     f"{_size(img.shape)} at frame {self.count} (t={time:.2f} s); keep one size "
                     "per camera, or call reset() after changing the camera's resolution."
                 )
-            self.source_shapes.setdefault(name, img.shape)
-            converted_frames[name] = (
-                img if converted else to_model_frame(img, size, self.capture.channels, name)
-            )
         del unknown  # frames of cameras treated as missing are accepted and ignored
         audio = self._parse_audio(audio_chunk) if audio_chunk is not None else None
         readings = self._parse_motion(motion, t_prev, time) if motion is not None else None
         # everything is valid: commit
+        for name, shape in shapes.items():
+            self.source_shapes.setdefault(name, shape)
         if self.audio_t0 is None:
-            self.audio_t0 = time
+            self.audio_t0 = time if audio_start is None else float(audio_start)
         if audio is not None and self.keep_audio:
             self.audio = np.concatenate([self.audio, audio])
             self.audio_received += len(audio)
@@ -270,6 +293,12 @@ class WindowBuffer:
                     [np.interp(steps, ts, vs[:, j]) for j in range(vs.shape[1])], axis=-1
                 ).astype(np.float32)
         return out
+
+
+def _new_reformatter() -> Any:
+    from edgevae._util.lazy import require
+
+    return require("av").video.reformatter.VideoReformatter()
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -371,6 +400,7 @@ class Analyzer:
         motion: MotionInput = None,
         *,
         time: float | None = None,
+        audio_start: float | None = None,
     ) -> Result | None:
         """Add one frame per camera; return the Result of the window it completes, if any.
 
@@ -381,6 +411,10 @@ class Analyzer:
                 since the previous frame, or ``(times, values)`` with explicit times (s).
                 Rows with NaN/Inf are skipped and counted (``motion_skipped``).
             time: this frame's time in seconds (default: previous + 1 / fps).
+            audio_start: on the first push only, the time of the first audio sample (default:
+                the frame's time). Passing one spectrogram hop earlier (with those samples) gives
+                the first window real audio context (:class:`~edgevae.analyze.stream.FileStream`
+                does).
 
         Returns:
             A :class:`Result` when a window is due (every ``hop`` frames once T have arrived),
@@ -394,7 +428,7 @@ class Analyzer:
         with self._lock:
             start = _time.perf_counter()
             buf = self.buffer
-            buf.push(frames, time, audio_chunk, motion)
+            buf.push(frames, time, audio_chunk, motion, audio_start=audio_start)
             if not buf.full or (buf.count - buf.capture.clip_frames) % self.hop:
                 return None
             return self._score(start)

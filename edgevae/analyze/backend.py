@@ -149,10 +149,14 @@ class ModelSession:
         )
         self.runner = runner or runner_for(self.artifact, device=device, threads=threads)
         expected = [*self.modalities.names, "mask"]
-        if sorted(self.runner.inputs) != sorted(expected):
+        outputs = [*(f"recon_{n}" for n in self.modalities.names), "score", "score_parts"]
+        lacking = [n for n in outputs if n not in self.runner.outputs]
+        if sorted(self.runner.inputs) != sorted(expected) or lacking:
             raise CheckpointError(
-                f"'{self.artifact}' takes inputs {list(self.runner.inputs)}, the analyze graph "
-                f"needs {expected}; pass analyze.onnx (not encode/decode) or a run directory."
+                f"'{self.artifact}' is not an analyze graph (inputs "
+                f"{', '.join(self.runner.inputs)}; outputs {', '.join(self.runner.outputs)}; "
+                "needed: one input per modality + mask -> recon_<modality>, score, score_parts); "
+                "pass analyze.onnx (not encode/decode), an engine built from it, or a run dir."
             )
 
     @property

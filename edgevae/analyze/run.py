@@ -38,8 +38,15 @@ import numpy as np
 from edgevae.analyze.analyzer import Analyzer, describe
 from edgevae.analyze.backend import ModelSession
 from edgevae.analyze.report import flagged_segments, write_timeline
+from edgevae.analyze.stream import FileStream
 from edgevae.analyze.video_io import VideoWriter, as_rgb
-from edgevae.data.media import AlignedCameras, AudioTrack, MotionLog, decode_audio, read_motion_csv
+from edgevae.data.media import (
+    AudioTrack,
+    MotionLog,
+    decode_audio,
+    probe_cameras,
+    read_motion_csv,
+)
 from edgevae.errors import ConfigError, MediaError, OutputExistsError, ShapeError
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames expected; 0 = unknown)
@@ -192,13 +199,13 @@ class _Outputs:
             255,
             np.uint8,
         )
-        black = np.zeros((self.h, self.w, 3), np.uint8)
+        blank = np.full((self.h, self.w, 3), 96, np.uint8)  # no such view: flat gray
         for r, cam in enumerate(self.cameras):
             cells = [originals.get(cam), recon.get(cam)]
             if self.columns == 3:
                 cells.append(imputed.get(cam))
             for col, img in enumerate(cells):
-                cell = black if img is None else as_rgb(img)
+                cell = blank if img is None else as_rgb(img)
                 if s > 1:
                     cell = cell.repeat(s, axis=0).repeat(s, axis=1)
                 y, x = r * (ch + gap), col * (cw + gap)
@@ -230,14 +237,37 @@ def _psnr(mse: float) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+_OUTPUT_MARKERS = ("summary.json", "scores.csv")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out`` unless ``overwrite``, and never overwrite what is not ours."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not overwrite:
         raise OutputExistsError(
             f"output directory '{out}' is not empty; pass --overwrite to replace it or choose "
             "another --out."
         )
+    if not out.is_dir() or not any((out / m).is_file() for m in _OUTPUT_MARKERS):
+        raise OutputExistsError(
+            f"'{out}' is not an analyze output (no summary.json or scores.csv); refusing to "
+            "delete it with --overwrite. Choose another --out."
+        )
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result follows the umask
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _load_streams(
@@ -246,6 +276,7 @@ def _load_streams(
     audio_from: str | os.PathLike[str] | None,
     motion_csv: str | os.PathLike[str] | None,
 ) -> tuple[AudioTrack | None, MotionLog | None]:
+    probe_cameras(files)
     names = analyzer.modalities.names
     audio = motion = None
     if "audio" in names and "audio" not in analyzer.missing:
@@ -311,6 +342,7 @@ def analyze(
     out = Path(out)
     if not cameras:
         raise ConfigError("no camera given; pass at least one --camera FILE.")
+    _check_out(out, config.overwrite)
     started = _time.perf_counter()
     session = ModelSession(
         model,
@@ -329,10 +361,14 @@ def analyze(
             f"Use --hop 1..{session.capture.clip_frames}."
         )
     files = assign_cameras(session.cameras, cameras, analyzer.missing)
+    load_s = _time.perf_counter() - started
+    stream_started = _time.perf_counter()
     audio, motion = _load_streams(analyzer, files, audio_from, motion_csv)
     tmp = _prepare_out(out, config.overwrite)
     try:
-        summary = _run(analyzer, files, audio, motion, tmp, config, progress, started)
+        summary = _run(analyzer, files, audio, motion, tmp, config, progress, stream_started)
+        summary["timing"]["load_s"] = round(load_s, 4)
+        summary["timing"]["wall_s"] = round(_time.perf_counter() - started, 4)
         summary["inputs"] = {
             "cameras": {c: str(p) for c, p in files.items()},
             "audio_from": None if audio is None else str(audio.path),
@@ -368,13 +404,13 @@ def _run(
     for c in need_full:
         full_mask[analyzer.modalities.index(c)] = 1.0
     writer = _Outputs(tmp, analyzer, set(files), config.video)
+    # a TensorRT engine takes batches within its optimisation profile only
+    max_batch = getattr(analyzer.session.runner, "batch_range", (1, config.batch_size))[1]
+    batch_size = max(1, min(config.batch_size, int(max_batch)))
     pending = _Pending()
     originals: dict[int, dict[str, np.ndarray]] = {}
     times: dict[int, float] = {}
     state = {"next_frame": 0, "model_s": 0.0, "windows": 0}
-    audio_sent = 0
-    motion_sent = 0
-    motion_dt = float(np.median(np.diff(motion.times))) if motion is not None else 0.0
 
     def process() -> None:
         if not pending.ends:
@@ -418,40 +454,28 @@ def _run(
         pending.ends.clear()
         pending.raws.clear()
 
-    with AlignedCameras(
-        files,
-        fps=cap.fps,
-        size=(cap.height, cap.width),
-        channels=cap.channels,
-        audio=audio,
-        motion=motion,
-    ) as sources:
-        total = sources.estimated_frames()
+    with FileStream(files, cap, audio=audio, motion=motion) as stream:
+        total = stream.estimated_frames()
         try:
             k = -1
-            for k, t, frame in sources.frames():
-                chunk = None
-                if audio is not None:  # audio through this frame's end + one hop (log-mel context)
-                    target = round((t + 1 / cap.fps - sources.t0) * cap.sample_rate) + cap.audio_hop
-                    chunk = audio.window(
-                        sources.t0 + audio_sent / cap.sample_rate, target - audio_sent
-                    )
-                    audio_sent = target
-                rows = None
-                if motion is not None:  # readings through this frame's end + one reading
-                    upto = int(np.searchsorted(motion.times, t + 1 / cap.fps + motion_dt, "right"))
-                    if upto > motion_sent:
-                        rows = (motion.times[motion_sent:upto], motion.values[motion_sent:upto])
-                        motion_sent = upto
+            for step in stream:
+                k, t, frame = step.index, step.time, step.frames
                 present = {c: frame[c] for c in analyzer.cameras}
-                buf.push(present, t, chunk, rows, converted=True)
+                buf.push(
+                    present,
+                    t,
+                    step.audio_chunk,
+                    step.motion,
+                    converted=True,
+                    audio_start=stream.audio_start,
+                )
                 originals[k] = frame
                 times[k] = t
                 if buf.full and (buf.count - t_frames) % hop == 0:
                     analyzer.check_streams()
                     pending.ends.append(k)
                     pending.raws.append(analyzer.window_arrays())
-                    if len(pending.ends) >= config.batch_size:
+                    if len(pending.ends) >= batch_size:
                         process()
                 if progress is not None and (k + 1) % 8 == 0:
                     progress(k + 1, total)
@@ -470,9 +494,9 @@ def _run(
                 progress(n, n)
         finally:
             writer.close()
-        alignment = sources.report(n)
-    wall = _time.perf_counter() - started
-    return _summary(analyzer, writer, alignment, n, state, wall, tmp, motion)
+        alignment = stream.report(n)
+    stream_s = _time.perf_counter() - started
+    return _summary(analyzer, writer, alignment, n, state, stream_s, tmp, motion)
 
 
 def _frames(sample: np.ndarray, channels: int) -> np.ndarray:
@@ -487,7 +511,7 @@ def _summary(
     alignment: dict[str, Any],
     n: int,
     state: dict[str, Any],
-    wall: float,
+    stream_s: float,
     tmp: Path,
     motion: MotionLog | None,
 ) -> dict[str, Any]:
@@ -535,16 +559,17 @@ def _summary(
         "imputation": writer.imputation(),
         "motion_skipped_rows": (motion.skipped_rows if motion is not None else 0),
         "timing": {
-            "wall_s": round(wall, 4),
+            "stream_s": round(stream_s, 4),
             "model_s": round(state["model_s"], 4),
-            "realtime_factor": round(duration / wall, 3) if wall > 0 else None,
-            "frames_per_s": round(n / wall, 2) if wall > 0 else None,
+            "realtime_factor": round(duration / stream_s, 3) if stream_s > 0 else None,
+            "frames_per_s": round(n / stream_s, 2) if stream_s > 0 else None,
             "windows": windows,
             "windows_per_s_model": round(windows / state["model_s"], 2)
             if state["model_s"] > 0
             else None,
-            "note": "realtime_factor = seconds of input analysed per second of wall time "
-            "(decode + model + writing), > 1 is faster than real time",
+            "note": "realtime_factor = seconds of input analysed per second of stream_s (audio "
+            "and video decoding, preprocessing, model, writing scores.csv/recon.mp4), > 1 is "
+            "faster than real time; load_s (model load) and the timeline plot are not in it",
         },
         "recon_layout": {
             "rows": list(analyzer.session.cameras),

@@ -26,7 +26,14 @@ import numpy as np
 
 from edgevae.data.capture import Capture
 from edgevae.data.format import SPLITS, DatasetWriter, open_dataset
-from edgevae.data.media import AlignedCameras, AudioTrack, MotionLog, decode_audio, read_motion_csv
+from edgevae.data.media import (
+    AlignedCameras,
+    AudioTrack,
+    MotionLog,
+    decode_audio,
+    probe_cameras,
+    read_motion_csv,
+)
 from edgevae.errors import ConfigError, MediaError, OutputExistsError
 from edgevae.modalities import ModalitySet, ModalitySpec
 
@@ -206,11 +213,19 @@ def ingest(
                 f"a new dataset starts with --split train (normalisation statistics are computed "
                 f"on it); ingest training recordings first, then add '{split}' with --append."
             )
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not config.overwrite:
-            raise OutputExistsError(
-                f"output directory '{out}' is not empty; pass --overwrite to replace it, --append "
-                "to add to it, or choose another --out."
-            )
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not config.overwrite:
+                raise OutputExistsError(
+                    f"output directory '{out}' is not empty; pass --overwrite to replace it, "
+                    "--append to add to it, or choose another --out."
+                )
+            if not (out / "index.json").is_file():
+                raise OutputExistsError(
+                    f"'{out}' is not an edgevae dataset (no index.json); refusing to delete it "
+                    "with --overwrite. Choose another --out."
+                )
+    names = [f"cam{i}" for i in range(len(cameras))]
+    probe_cameras(dict(zip(names, cameras, strict=True)))
     motion = read_motion_csv(motion_csv) if motion_csv is not None else None
     audio = None
     if config.audio:
@@ -224,7 +239,6 @@ def ingest(
     modalities = ingest_modalities(
         len(cameras), config, None if motion is None else motion.values.shape[1]
     )
-    names = [f"cam{i}" for i in range(len(cameras))]
     with AlignedCameras(
         dict(zip(names, cameras, strict=True)),
         fps=config.fps,
@@ -232,6 +246,7 @@ def ingest(
         channels=config.channels,
         audio=audio,
         motion=motion,
+        audio_context=config.capture().audio_hop / config.sample_rate,
     ) as sources:
         total = sources.estimated_frames()
         meta = {
@@ -273,6 +288,10 @@ def ingest(
             )
             meta["ingest"].append(report)
             writer.meta.update(meta)
+    if not append:  # the writer's temporary directory was made 0700; follow the umask
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(out, 0o777 & ~mask)
     return out
 
 
