@@ -102,6 +102,7 @@ def doctor_command(
 
 def _print_report(report: Any) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=max(Console().width, 120))
@@ -109,14 +110,17 @@ def _print_report(report: Any) -> None:
     for col in ("component", "status", "found", "how to get it"):
         table.add_column(col, overflow="fold")
     for c in report.checks:
-        table.add_row(c.name, _STATUS.get(c.status, c.status), c.detail, c.fix or "")
+        # escape: fixes hold brackets that are not markup (`pip install 'edgevae[cuda]'`)
+        table.add_row(
+            c.name, _STATUS.get(c.status, c.status), escape(c.detail), escape(c.fix or "")
+        )
     console.print(table)
     if report.deployable:
         console.print("[green]TensorRT deployment is possible here[/] (exit code 0).")
     else:
         console.print("[red]TensorRT deployment is not possible here[/] (exit code 1):")
         for b in report.blockers:
-            console.print(f"  - {b}")
+            console.print(f"  - {escape(b)}")
         console.print(
             "Engines are built on the target device; this machine can still train, export, "
             "quantize and benchmark with ONNX Runtime."

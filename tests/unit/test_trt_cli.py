@@ -27,6 +27,7 @@ def test_doctor_here_exits_1_and_says_tensorrt_is_missing(capsys):
     assert "tensorrt" in r.out and "missing" in r.out
     assert "sudo apt install" in r.out and "nvidia-tensorrt" in r.out
     assert "TensorRT deployment is not possible here" in r.out
+    assert "edgevae[cuda]" in r.out  # brackets in a fix are text, not rich markup
 
 
 @needs_no_tensorrt
