@@ -27,7 +27,10 @@ def train_command(
         str | None, typer.Option(help="mvae, concat-ae or unimodal (default mvae).")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 30).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Clips per step (default 32).")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Clips per step, summed over all processes (global batch; default 32)."),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default 0.001).")] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")
@@ -42,6 +45,17 @@ def train_command(
     num_workers: Annotated[
         int | None, typer.Option(help="DataLoader worker processes (default 0).")
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Data-parallel processes on this machine: launches torchrun for you. For "
+            "several machines run `torchrun ... -m edgevae train` (docs/distributed.md)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Data-parallel backend: auto, gloo (CPU) or nccl (GPU) (default auto)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the run in --out.")
@@ -50,7 +64,8 @@ def train_command(
 ) -> None:
     """Train a model; checkpoints every epoch, early stopping, resumable with --resume.
 
-    --resume: omitted options keep stored values; --epochs/--device/--max-minutes may change.
+    --resume: omitted options keep stored values; --epochs/--device/--max-minutes/--backend may
+    change, and so may the number of processes (the global --batch-size may not).
     """
     from rich.console import Console
 
@@ -68,8 +83,13 @@ def train_command(
         "max_minutes": max_minutes,
         "patience": patience,
         "num_workers": num_workers,
+        "backend": backend,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
+    if nproc is not None:
+        from edgevae.train.distributed import check_nproc
+
+        check_nproc(nproc)
     check_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
         model_config, train_config = read_configs(out)
@@ -83,9 +103,16 @@ def train_command(
     else:
         model_config = ModelConfig.from_preset(preset or "nano", kind=model or "mvae")
         train_config = TrainConfig(**overrides)
+    if nproc is not None and nproc > 1:
+        args = _child_args(data, out, preset, model, given, resume, overwrite, quiet)
+        _launch(nproc, train_config, args)
+        return
+
+    from edgevae.train.distributed import LaunchInfo
 
     console = Console()
-    display = None if quiet else _ProgressDisplay(console)
+    reporter = LaunchInfo.from_env().rank == 0  # under torchrun rank 0 reports for all
+    display = None if quiet or not reporter else _ProgressDisplay(console)
     try:
         run = train(
             data,
@@ -99,7 +126,76 @@ def train_command(
     finally:
         if display is not None:
             display.close()
-    _summary(console, run)
+    if reporter:
+        _summary(console, run)
+
+
+def _child_args(
+    data: Path,
+    out: Path,
+    preset: str | None,
+    model: str | None,
+    given: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> list[str]:
+    """The ``edgevae train`` arguments of every rank: this command's, without ``--nproc``."""
+    args = ["--data", str(data), "--out", str(out)]
+    options = {"preset": preset, "model": model, **given}
+    for key, value in options.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    flags = {"--resume": resume, "--overwrite": overwrite, "--quiet": quiet}
+    return args + [flag for flag, on in flags.items() if on]
+
+
+def _launch(nproc: int, train_config: Any, args: list[str]) -> None:
+    """Check what can be checked here, then run the ranks under torchrun and wait for them."""
+    import subprocess
+
+    from edgevae.errors import ConfigError
+    from edgevae.train.distributed import (
+        LaunchInfo,
+        child_environment,
+        local_batch,
+        rank_device,
+        resolve_backend,
+        torchrun_command,
+    )
+
+    if LaunchInfo.from_env().distributed:
+        raise ConfigError(
+            "--nproc starts torchrun, but this process already runs under torchrun "
+            "(WORLD_SIZE is set); drop --nproc."
+        )
+    local_batch(train_config.batch_size, nproc)
+    # the last rank's device (so a GPU run finds enough GPUs) and the backend for all ranks
+    device = rank_device(train_config.device, LaunchInfo(nproc - 1, nproc, nproc - 1))
+    resolve_backend(train_config.backend, device)
+    proc = subprocess.Popen(torchrun_command(nproc, args), env=child_environment(nproc))
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached torchrun too: let it stop the ranks (they run in their own sessions,
+        # so killing torchrun now would leave them training); nudge it if it got no signal
+        for nudge in (None, proc.terminate, proc.kill):
+            if nudge is not None:
+                nudge()
+            try:
+                proc.wait(timeout=60)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    if code != 0:
+        typer.secho(
+            f"error: distributed training failed (torchrun exit code {code}); the ranks' errors "
+            "are above. A run stopped after a checkpoint continues with --resume.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(code)
 
 
 class _ProgressDisplay:

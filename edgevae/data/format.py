@@ -19,9 +19,11 @@ leaves a directory that looks complete.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -257,8 +259,72 @@ class DatasetWriter:
             self.abort()
 
 
+def _map_npy(path: Path) -> np.ndarray:
+    """Memory-map a ``.npy`` file read-only (what ``np.load(mmap_mode="r")`` does, keeping the
+    ``mmap`` object reachable as ``array.base`` so its pages can be released)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:  # pragma: no cover - numpy writes 1.0 (or 2.0/3.0 for huge headers)
+            raise ValueError(f"unsupported .npy format version {version}")
+        offset = f.tell()
+        if dtype.hasobject:
+            raise ValueError("object arrays cannot be memory-mapped")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes == 0:
+            return np.empty(shape, dtype=dtype)
+        mm = mmap.mmap(f.fileno(), offset + nbytes, access=mmap.ACCESS_READ)
+    order = "F" if fortran else "C"
+    return np.ndarray(shape, dtype=dtype, buffer=mm, offset=offset, order=order)
+
+
+def _release(array: np.ndarray) -> None:
+    """Drop the pages of a mapped array from the resident set (the page cache keeps them)."""
+    mm = array.base
+    if isinstance(mm, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _mapped_resident_bytes() -> int | None:
+    """File-backed (+ shared) resident bytes of this process (``/proc/self/statm``), or None."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _default_open_shards(n_files: int) -> int:
+    """Shards to keep mapped: half the open-file limit (a mapping holds a descriptor), 8..1024."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:  # pragma: no cover - unusual configuration
+            soft = 65536
+    except (ImportError, OSError, ValueError):  # pragma: no cover - non-POSIX
+        soft = 1024
+    return max(8, min(1024, soft // 2 // max(n_files, 1)))
+
+
 class SplitReader:
-    """Random and sequential access to one split; arrays are memory-mapped, opened lazily."""
+    """Random and sequential access to one split; arrays are memory-mapped, opened lazily.
+
+    Resident memory stays flat however large the split is. Pages read through a mapping stay in
+    the process's resident set (RSS) until released, so with ``release_pages`` (the default) the
+    reader drops the mapped pages (``madvise(MADV_DONTNEED)``; the OS page cache keeps them, so
+    re-reading stays fast) whenever they have grown by ``resident_budget`` bytes since the last
+    release (measured from ``/proc/self/statm``; without ``/proc``, after every read). At most
+    ``max_open_shards`` shards are mapped at a time (least recently used ones are unmapped; each
+    mapped file holds a descriptor; default: half the open-file limit, 8..1024 shards).
+    """
+
+    max_open_shards: int | None = None
+    release_pages = True
+    resident_budget = 64 << 20
 
     def __init__(self, root: Path, modalities: ModalitySet, name: str, entry: dict[str, Any]):
         self.root = root
@@ -267,10 +333,16 @@ class SplitReader:
         self.shards = entry.get("shards", [])
         self.sizes = np.array([s["clips"] for s in self.shards], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self._open: dict[int, dict[str, np.ndarray]] = {}
+        self._open: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._resident_mark: int | None = None  # mapped resident bytes after the last release
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started with spawn get a copy: they map the shards themselves
+        # instead of receiving the mapped arrays' bytes
+        return {**self.__dict__, "_open": OrderedDict()}
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -278,15 +350,35 @@ class SplitReader:
 
     def shard(self, i: int) -> dict[str, np.ndarray]:
         """The memory-mapped arrays of shard ``i`` (read-only)."""
-        if i not in self._open:
-            d = self.root / self.shards[i]["dir"]
-            try:
-                self._open[i] = {k: np.load(d / f"{k}.npy", mmap_mode="r") for k in self.fields}
-            except (OSError, ValueError) as exc:
-                raise DatasetError(
-                    f"cannot read shard '{d}': {exc}. The dataset is corrupt; regenerate it."
-                ) from None
-        return self._open[i]
+        if i in self._open:
+            self._open.move_to_end(i)
+            return self._open[i]
+        d = self.root / self.shards[i]["dir"]
+        try:
+            arrays = {k: _map_npy(d / f"{k}.npy") for k in self.fields}
+        except (OSError, ValueError) as exc:
+            raise DatasetError(
+                f"cannot read shard '{d}': {exc}. The dataset is corrupt; regenerate it."
+            ) from None
+        self._open[i] = arrays
+        limit = self.max_open_shards or _default_open_shards(len(self.fields))
+        while len(self._open) > max(int(limit), 1):
+            self._open.popitem(last=False)  # unmapped once no array of it is referenced
+        return arrays
+
+    def _release_pages(self, touched: list[np.ndarray]) -> None:
+        now = _mapped_resident_bytes()
+        if now is None:  # no way to measure: release what this read touched
+            for array in touched:
+                _release(array)
+            return
+        if self._resident_mark is None or now < self._resident_mark:
+            self._resident_mark = now
+        if now - self._resident_mark > self.resident_budget:
+            for arrays in self._open.values():
+                for array in arrays.values():
+                    _release(array)
+            self._resident_mark = _mapped_resident_bytes()
 
     def read(
         self, indices: np.ndarray | Sequence[int], fields: Sequence[str] | None = None
@@ -298,6 +390,7 @@ class SplitReader:
         fields = list(fields or self.fields)
         shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
         out: dict[str, np.ndarray] = {}
+        touched: list[np.ndarray] = []
         for s in np.unique(shard_of):
             sel = np.nonzero(shard_of == s)[0]
             local = idx[sel] - self.offsets[s]
@@ -307,6 +400,9 @@ class SplitReader:
                 if f not in out:
                     out[f] = np.empty((len(idx), *src.shape[1:]), dtype=src.dtype)
                 out[f][sel] = src[local]
+                touched.append(src)
+        if self.release_pages and touched:
+            self._release_pages(touched)
         if not idx.size:
             out = {f: np.empty((0,)) for f in fields}
         return out
@@ -328,6 +424,8 @@ class SplitReader:
             for k, v in zip(ids.tolist(), c.tolist(), strict=True):
                 counts[k] = counts.get(k, 0) + v
             videos.update(np.unique(np.asarray(a["video_id"])).tolist())
+            _release(a["frame_labels"])
+            _release(a["video_id"])
         self._open.clear()
         return {
             "clips": len(self),

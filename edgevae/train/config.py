@@ -20,11 +20,14 @@ if TYPE_CHECKING:
     import torch
 
 SCHEDULES = ("constant", "cosine")
+BACKENDS = ("auto", "gloo", "nccl")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Keys that may change when a run is resumed: they decide how long or where it runs, not what it
 # computes. Every other key must match the stored configuration.
-RESUMABLE_KEYS = frozenset({"epochs", "device", "max_minutes", "num_workers"})
+# ``batch_size`` is the global batch and is NOT resumable, so a run resumed on another number of
+# processes computes the same steps.
+RESUMABLE_KEYS = frozenset({"epochs", "device", "max_minutes", "num_workers", "backend"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,9 @@ class TrainConfig:
 
     Args:
         epochs: passes over the train split (the upper bound; early stopping may end sooner).
-        batch_size: clips per optimiser step (the global batch; kept explicit for data-parallel).
+        batch_size: clips per optimiser step: the global batch, summed over data-parallel
+            processes (each of N processes takes ``batch_size / N``), so results do not change
+            with N.
         lr: AdamW peak learning rate.
         weight_decay: AdamW decoupled weight decay.
         schedule: ``constant`` or ``cosine`` (decay to ``min_lr_fraction * lr`` at the last step).
@@ -48,6 +53,8 @@ class TrainConfig:
             boundary past it, validates and checkpoints (resumable). None = no budget.
         num_workers: DataLoader worker processes.
         eval_batch_size: batch size for validation and score fitting (default: ``batch_size``).
+        backend: data-parallel communication: ``gloo`` (CPU), ``nccl`` (CUDA GPUs) or ``auto``
+            (``nccl`` when the device is a GPU, else ``gloo``); unused by a single process.
 
     Raises:
         ConfigError: on any invalid value, naming the field and the valid range.
@@ -68,6 +75,7 @@ class TrainConfig:
     max_minutes: float | None = None
     num_workers: int = 0
     eval_batch_size: int | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs")
@@ -88,6 +96,7 @@ class TrainConfig:
         if self.max_minutes is not None:
             _finite(self, "max_minutes", lower=0.0, inclusive=False)
         check_choice(self.schedule, SCHEDULES, "learning-rate schedule")
+        check_choice(self.backend, BACKENDS, "distributed backend")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ConfigError(
                 f"invalid device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'."

@@ -12,77 +12,53 @@ One call of :func:`train` = one invocation of ``edgevae train``::
         atomic checkpoint (train_state.pt, model.safetensors, model.json), then a progress event
     fit the score statistics on normal validation data; final model.json + manifest
 
-Data-parallel training plugs in without rewriting this file: inject a ``DistributedSampler``
-through ``sampler_factory`` (its ``set_epoch`` is called every epoch), set ``device`` per rank in
-the :class:`TrainConfig`, wrap the model where it is built (``training_loss`` calls the model's
-submodules, so a DDP wrapper needs a ``forward`` that computes the loss), checkpoint on rank 0
-only, and all-reduce the sums that :func:`evaluate` returns before dividing.
+Data-parallel (see :mod:`edgevae.train.distributed`): under torchrun every rank runs this same
+loop with a ``DistributedSampler``, ``batch_size / N`` clips per step and the loss wrapped in
+DistributedDataParallel; loss parts, validation sums and the time-budget flag are all-reduced so
+every rank decides alike, and rank 0 alone resumes (sharing the state), checkpoints and reports.
 
-Randomness lives in explicit generators whose states are checkpointed, and the global torch RNG
-is forked (the caller's RNG is untouched), so a resumed run continues bit-identically on the CPU.
+Randomness lives in explicit generators: the loss draws from one reseeded every step from
+(seed, step, rank), validation from a fixed seed, and the global torch RNG is forked (the
+caller's RNG is untouched), so a resumed run continues bit-identically on the CPU.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from edgevae._util.artifacts import sha256_file, write_manifest
+from edgevae._util.artifacts import write_manifest
 from edgevae.data.format import DatasetReader, open_dataset
 from edgevae.data.loader import ClipDataset, make_loader
-from edgevae.data.transforms import Normalizer
-from edgevae.errors import CheckpointError, ConfigError, DatasetError, NumericalError
+from edgevae.errors import CheckpointError, DatasetError, NumericalError
 from edgevae.modalities import ModalitySet
 from edgevae.model.config import ModelConfig
 from edgevae.model.losses import training_loss
 from edgevae.model.vae import build_model
 from edgevae.train import checkpoint as ckpt
-from edgevae.train.config import (
-    RESUMABLE_KEYS,
-    TrainConfig,
-    config_differences,
-    resolve_device,
-)
+from edgevae.train.config import TrainConfig
+from edgevae.train.distributed import Dist, LossModule, local_batch, setup, step_seed
 from edgevae.train.progress import Clock, ProgressEvent, ProgressFn
-from edgevae.train.sampling import ResumableSampler, SamplerFactory, SeededEpochSampler
+from edgevae.train.run_state import RunState, describe_data, load_resume_state
+from edgevae.train.sampling import (
+    ResumableSampler,
+    SamplerFactory,
+    SeededEpochSampler,
+    ShardSampler,
+    distributed_factory,
+)
 from edgevae.train.score_fit import fit_score_stats
 
 # Validation loss is measured at the full KL weight, past any warm-up, so epochs compare fairly.
 FULL_KL_STEP = 10**9
 _VAL_SEED_OFFSET = 1_000_003  # validation randomness: fixed per run, independent of training
-_STATE_KEYS = (
-    "model",
-    "best_model",
-    "optimizer",
-    "rng",
-    "counters",
-    "history",
-    "model_config",
-    "train_config",
-    "modalities",
-    "data",
-)
-
-
-@dataclass
-class _Counters:
-    """Loop position and early-stopping state; checkpointed in ``train_state.pt``."""
-
-    epoch: int = 0  # 0-based epoch in progress (== completed epochs at an epoch boundary)
-    step_in_epoch: int = 0  # optimiser steps already done in that epoch (mid-epoch resume)
-    global_step: int = 0
-    best_val: float = math.inf
-    best_epoch: int = 0  # 1-based epoch of the kept weights (0 = none yet)
-    bad_epochs: int = 0
 
 
 # -- small pure pieces ---------------------------------------------------------------------------
@@ -96,17 +72,6 @@ def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
     t = min(max((step - cfg.warmup_steps) / span, 0.0), 1.0)
     floor = cfg.lr * cfg.min_lr_fraction
     return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * t))
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices/kernels only (not on biases and norm scales)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def split_batch(
@@ -162,16 +127,29 @@ def train_step(
     grad_clip: float,
     generator: torch.Generator,
     where: str,
+    forward: nn.Module | None = None,
+    reduce: Callable[[dict[str, float]], dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """One optimiser step; returns the loss parts as floats (``total`` first).
+
+    Args:
+        forward: computes the loss (a DDP-wrapped :class:`LossModule` under data-parallel);
+            default: ``training_loss(model, ...)``.
+        reduce: combines the loss parts over ranks before the NaN check (so every rank decides
+            alike); default: this process's parts.
 
     Raises:
         NumericalError: a NaN/Inf loss term or gradient; the weights are left untouched.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
-    out = training_loss(model, inputs, mask, step=step, generator=generator)
+    if forward is None:
+        out = training_loss(model, inputs, mask, step=step, generator=generator)
+    else:
+        out = forward(inputs, mask, step, generator)
     parts = _as_floats(out.parts, out.total)
+    if reduce is not None:
+        parts = reduce(parts)
     if not all(math.isfinite(v) for v in parts.values()):
         raise nonfinite_error(parts, inputs, mask, model.modalities, where)
     optimizer.zero_grad(set_to_none=True)
@@ -223,19 +201,29 @@ def train(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     sampler_factory: SamplerFactory | None = None,
+    dist: Dist | None = None,
 ) -> Path:
     """Train a model on a dataset and write a run directory (see :mod:`edgevae.train.checkpoint`).
+
+    Under torchrun (``RANK``/``WORLD_SIZE`` set) every rank calls this and the run is
+    data-parallel (:mod:`edgevae.train.distributed`); it returns on every rank once rank 0 has
+    written the final run directory.
 
     Args:
         data_dir: dataset with ``train`` and ``val`` splits.
         out_dir: run directory to create (or to continue with ``resume``).
         model_config: the model; on resume it must equal the stored one.
-        train_config: how to train; on resume only ``epochs``, ``device``, ``max_minutes`` and
-            ``num_workers`` may differ from the stored one.
+        train_config: how to train; on resume only ``epochs``, ``device``, ``max_minutes``,
+            ``num_workers`` and ``backend`` may differ from the stored one. ``batch_size`` is the
+            global batch; a run may resume on another number of processes.
         resume: continue the run in ``out_dir`` from its last checkpoint.
         overwrite: replace an existing run in ``out_dir``.
-        progress: called with a :class:`ProgressEvent` at start, every step, every epoch, end.
-        sampler_factory: ``(train dataset, seed) -> sampler``; default :class:`SeededEpochSampler`.
+        progress: called with a :class:`ProgressEvent` at start, every step, every epoch, end
+            (on rank 0 only).
+        sampler_factory: ``(train dataset, seed) -> sampler``; default :class:`SeededEpochSampler`
+            (one process) or a ``DistributedSampler`` (each rank).
+        dist: communication context (default: :func:`~edgevae.train.distributed.setup` from the
+            environment, torn down on return).
 
     Returns:
         ``out_dir``.
@@ -243,184 +231,87 @@ def train(
     Raises:
         OutputExistsError: ``out_dir`` not empty without ``resume``/``overwrite``.
         CheckpointError: nothing to resume, or a corrupt/incompatible checkpoint.
-        ConfigError: resume with a different configuration (names the keys), or bad device.
+        ConfigError: resume with a different configuration (names the keys), bad device or
+            backend, or a global batch that does not divide over the processes.
         ShapeError: the dataset's modalities do not match the run being resumed.
         DatasetError: a missing/corrupt dataset or one without train/val clips.
         NumericalError: a NaN/Inf loss (names the term and modality); checkpoints are kept.
     """
-    out = Path(out_dir)
-    cfg = train_config
-    ckpt.check_out_dir(out, resume=resume, overwrite=overwrite)
-    device = resolve_device(cfg.device)
-    reader = open_dataset(data_dir, verify="size")
-    data_info = _data_info(reader)
-    state = _load_resume_state(out, reader, model_config, cfg, data_info) if resume else None
+    own = dist is None
+    if dist is None:
+        dist = setup(train_config.device, train_config.backend)
+    try:
+        return _train(
+            Path(data_dir),
+            Path(out_dir),
+            model_config,
+            train_config,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress if dist.is_main and progress else _ignore,
+            sampler_factory=sampler_factory,
+            dist=dist,
+        )
+    finally:
+        if own:
+            dist.close()
+
+
+def _train(
+    data_dir: Path,
+    out: Path,
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: ProgressFn,
+    sampler_factory: SamplerFactory | None,
+    dist: Dist,
+) -> Path:
+    local_batch(cfg.batch_size, dist.world_size)  # raises before anything else on every rank
+    opened: dict[str, DatasetReader] = {}
+
+    def prepare() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        # rank 0 checks everything before anything is written; the others get its verdict
+        ckpt.check_out_dir(out, resume=resume, overwrite=overwrite)
+        opened["reader"] = reader = open_dataset(data_dir, verify="size")
+        data_info = describe_data(reader, dist.world_size)
+        state = load_resume_state(out, reader, model_config, cfg, data_info) if resume else None
+        return data_info, state
+
+    data_info, state = dist.on_main(prepare)
+    reader = opened.get("reader") or open_dataset(data_dir, verify="size")
+    if not dist.is_main and describe_data(reader)["index_sha256"] != data_info["index_sha256"]:
+        raise DatasetError(
+            f"rank {dist.rank} reads a different dataset at '{data_dir}' than rank 0 (index.json "
+            "differs); give every node the same dataset."
+        )
+    device = dist.device
+    if sampler_factory is None:
+        sampler_factory = (
+            distributed_factory(dist.rank, dist.world_size)
+            if dist.distributed
+            else SeededEpochSampler
+        )
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):  # the caller's global RNG stays untouched
         torch.manual_seed(cfg.seed)  # weight init and any in-model randomness
         model = build_model(reader.modalities, model_config).to(device)
-        if not resume:
+        if not resume and dist.is_main:
             ckpt.clear_run_dir(out)  # only now: every check above has passed
-        run = _Run(out, reader, model, model_config, cfg, device, data_info)
-        return _fit(run, state, progress or _ignore, sampler_factory or SeededEpochSampler)
+        run = RunState(out, reader, model, model_config, cfg, dist, data_info)
+        return _fit(run, state, progress, sampler_factory)
 
 
 def _ignore(event: ProgressEvent) -> None:
     del event
 
 
-def _data_info(reader: DatasetReader) -> dict[str, Any]:
-    for split in ("train", "val"):
-        if len(reader.split(split)) == 0:
-            raise DatasetError(f"dataset '{reader.path}' has no clips in its '{split}' split.")
-    return {
-        "path": str(Path(reader.path).resolve()),
-        "index_sha256": sha256_file(Path(reader.path) / "index.json"),
-        "train_clips": len(reader.split("train")),
-        "val_clips": len(reader.split("val")),
-    }
-
-
-def _load_resume_state(
-    out: Path,
-    reader: DatasetReader,
-    model_config: ModelConfig,
-    cfg: TrainConfig,
-    data_info: dict[str, Any],
-) -> dict[str, Any]:
-    """Load ``train_state.pt`` and refuse to resume anything but the same run on the same data."""
-    state = ckpt.load_train_state(out)
-    missing = [k for k in _STATE_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(
-            f"'{out / ckpt.TRAIN_STATE}' lacks {missing}; it is damaged. Start a new run with "
-            "--overwrite."
-        )
-    ModalitySet.from_list(state["modalities"]).check_compatible(
-        reader.modalities,
-        "dataset",
-        "Resume with the dataset this run was trained on, or start a new run.",
-    )
-    diffs = [
-        f"model.{d}" for d in config_differences(state["model_config"], model_config.to_dict())
-    ]
-    diffs += config_differences(state["train_config"], cfg.to_dict(), ignore=RESUMABLE_KEYS)
-    if diffs:
-        raise ConfigError(
-            f"cannot resume '{out}' with a different configuration: {'; '.join(diffs)}. Pass the "
-            "original values (or omit them), or start a new run with --overwrite."
-        )
-    if state["data"]["index_sha256"] != data_info["index_sha256"]:
-        raise ConfigError(
-            f"cannot resume '{out}' on different data: the index.json of '{data_info['path']}' "
-            f"differs from the one of '{state['data']['path']}' the run was trained on. Resume "
-            "with the original --data or start a new run with --overwrite."
-        )
-    return state
-
-
-class _Run:
-    """The state of one training run; :meth:`train_state` is exactly what a checkpoint holds."""
-
-    def __init__(
-        self,
-        out: Path,
-        reader: DatasetReader,
-        model: nn.Module,
-        model_config: ModelConfig,
-        cfg: TrainConfig,
-        device: torch.device,
-        data_info: dict[str, Any],
-    ) -> None:
-        self.out, self.reader, self.model, self.device = out, reader, model, device
-        self.model_config, self.cfg, self.data_info = model_config, cfg, data_info
-        self.normalizer = Normalizer(reader.modalities, reader.normalization)
-        self.optimizer = make_optimizer(model, cfg)
-        self.generator = torch.Generator(device=device)  # the loss's subsets, dropout and noise
-        self.generator.manual_seed(cfg.seed)
-        self.best_model = copy.deepcopy(model)  # the kept (best validation) weights
-        self.counters = _Counters()
-        self.history: list[dict[str, Any]] = []
-        self.n_params = sum(p.numel() for p in model.parameters())
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Put everything a checkpoint holds back in place (weights, optimiser, RNGs, counters)."""
-        self.model.load_state_dict(state["model"])
-        self.best_model.load_state_dict(state["best_model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        rng = state["rng"]
-        self.generator.set_state(rng["generator"].to(self.generator.get_state().device))
-        torch.set_rng_state(rng["torch"])
-        if self.device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.counters = _Counters(**state["counters"])
-        self.history = list(state["history"])
-
-    def train_state(self) -> dict[str, Any]:
-        cuda = self.device.type == "cuda"
-        return {
-            "model": self.model.state_dict(),
-            "best_model": self.best_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "generator": self.generator.get_state(),
-                "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
-            },
-            "counters": vars(self.counters).copy(),
-            "history": self.history,
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.cfg.to_dict(),
-            "modalities": self.reader.modalities.to_list(),
-            "data": self.data_info,
-        }
-
-    def meta(self, status: str, score_stats: Any = None, **extra: Any) -> dict[str, Any]:
-        best_val = self.counters.best_val
-        doc = ckpt.build_meta(
-            model_config=self.model_config,
-            modalities=self.reader.modalities,
-            normalization=self.normalizer.to_dict(),
-            train_config=self.cfg.to_dict(),
-            history=self.history,
-            data=self.data_info,
-            score_stats=score_stats,
-            status=status,
-            best={
-                "epoch": self.counters.best_epoch or None,
-                "val_loss": best_val if math.isfinite(best_val) else None,
-            },
-            parameters=self.n_params,
-        )
-        return {**doc, **extra}
-
-    def save(self) -> None:
-        ckpt.save_checkpoint(
-            self.out,
-            train_state=self.train_state(),
-            best_model=self.best_model,
-            meta=self.meta("training"),
-        )
-
-    def patience_spent(self) -> bool:
-        return self.cfg.patience > 0 and self.counters.bad_epochs >= self.cfg.patience
-
-    def record_validation(self, val_loss: float, partial: bool) -> bool:
-        """Keep the weights if they are the best so far; count epochs without improvement."""
-        c = self.counters
-        improved = val_loss < c.best_val - self.cfg.min_delta
-        if improved:
-            c.best_val, c.best_epoch, c.bad_epochs = val_loss, c.epoch + 1, 0
-            self.best_model.load_state_dict(self.model.state_dict())
-        elif not partial:  # a partial epoch (time budget) never counts against patience
-            c.bad_epochs += 1
-        return improved
-
-
 def _fit(
-    run: _Run, state: dict[str, Any] | None, emit: ProgressFn, sampler_factory: SamplerFactory
+    run: RunState, state: dict[str, Any] | None, emit: ProgressFn, sampler_factory: SamplerFactory
 ) -> Path:
-    cfg, c, model, device = run.cfg, run.counters, run.model, run.device
+    cfg, c, model, device, dist = run.cfg, run.counters, run.model, run.device, run.dist
     if state is not None:
         try:
             run.restore(state)
@@ -430,44 +321,52 @@ def _fit(
                 f"({str(exc).strip().splitlines()[0]}); start a new run with --overwrite."
             ) from None
         c = run.counters
+    forward = dist.wrap(LossModule(model))  # DDP after restore: every rank starts alike
+    batch = local_batch(cfg.batch_size, dist.world_size)  # this process's share of a step
     sampler = ResumableSampler(
         sampler_factory(ClipDataset(run.reader.split("train"), run.normalizer), cfg.seed)
     )
     n_train = len(sampler.inner)  # type: ignore[arg-type]
-    drop_last = n_train >= cfg.batch_size  # no tiny trailing batch (noisy steps)
+    drop_last = n_train >= batch  # no tiny trailing batch (noisy steps)
     train_loader = make_loader(
         run.reader,
         "train",
-        cfg.batch_size,
+        batch,
         normalizer=run.normalizer,
         sampler=sampler,
         drop_last=drop_last,
         num_workers=cfg.num_workers,
     )
-    val_loader = make_loader(run.reader, "val", cfg.eval_batch, normalizer=run.normalizer)
-    steps_per_epoch = n_train // cfg.batch_size if drop_last else 1
+    n_val = len(run.reader.split("val"))
+    val_loader = make_loader(
+        run.reader,
+        "val",
+        -(-cfg.eval_batch // dist.world_size),
+        normalizer=run.normalizer,
+        sampler=ShardSampler(n_val, dist.rank, dist.world_size),
+    )
+    steps_per_epoch = n_train // batch if drop_last else 1
     total_steps = cfg.epochs * steps_per_epoch
     clock = Clock(c, cfg, steps_per_epoch)
 
-    where_from = f"resumed at epoch {c.epoch + 1} step {c.step_in_epoch}" if state else ""
-    emit(
-        clock.event(
-            "start", message=where_from or f"training {run.n_params:,} parameters on {device}"
-        )
-    )
+    def out_of_time() -> bool:  # one decision for all ranks
+        return clock.deadline is not None and dist.any(clock.out_of_time())
+
+    emit(clock.event("start", message=_start_message(run, state)))
     stop_reason = "early_stopping" if run.patience_spent() else "epochs"
     model.train()
     while c.epoch < cfg.epochs and not run.patience_spent():
-        if clock.out_of_time():  # spent during the last validation (already checkpointed)
+        if out_of_time():  # spent during the last validation (already checkpointed)
             stop_reason = "time_budget"
             break
         # ---- one epoch (or the rest of one, after a mid-epoch resume) ----
-        sampler.start_epoch(c.epoch, skip=c.step_in_epoch * cfg.batch_size)
+        sampler.start_epoch(c.epoch, skip=c.step_in_epoch * batch)
         sums: dict[str, float] = {}
         seen, t_epoch, partial = 0, time.perf_counter(), False
-        for batch in train_loader:
-            inputs, mask = split_batch(batch, model.modalities, device)
+        for local in train_loader:
+            inputs, mask = split_batch(local, model.modalities, device)
             lr = learning_rate(c.global_step, total_steps, cfg)
+            run.generator.manual_seed(step_seed(cfg.seed, c.global_step, dist.rank))
             parts = train_step(
                 model,
                 run.optimizer,
@@ -478,22 +377,24 @@ def _fit(
                 grad_clip=cfg.grad_clip,
                 generator=run.generator,
                 where=f"epoch {c.epoch + 1} step {c.step_in_epoch + 1}",
+                forward=forward,
+                reduce=dist.mean_parts if dist.distributed else None,
             )
             c.global_step += 1
             c.step_in_epoch += 1
-            seen += len(mask)
+            n = len(mask) * dist.world_size  # clips in this global step
+            seen += n
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * len(mask)
+                sums[k] = sums.get(k, 0.0) + v * n
             rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
             emit(clock.event("step", parts=parts, lr=lr, samples_per_s=rate))
-            if clock.out_of_time():  # stop at this step boundary; the checkpoint below resumes
+            if out_of_time():  # stop at this step boundary; the checkpoint below resumes
                 partial = c.step_in_epoch < steps_per_epoch
                 stop_reason = "time_budget"
                 break
         seconds = time.perf_counter() - t_epoch
-        # ---- validation, kept weights, early stopping, checkpoint ----
-        val_sums, n_val = evaluate(model, val_loader, device, seed=cfg.seed + _VAL_SEED_OFFSET)
-        val = {k: v / n_val for k, v in val_sums.items()}
+        # ---- validation (summed over ranks), kept weights, early stopping, checkpoint ----
+        val = _validate(run, val_loader)
         if not math.isfinite(val["total"]):
             raise NumericalError(
                 f"validation loss became {val['total']} in epoch {c.epoch + 1}; lower --lr or "
@@ -511,6 +412,7 @@ def _fit(
                 "lr": learning_rate(max(c.global_step - 1, 0), total_steps, cfg),
                 "seconds": seconds,
                 "samples_per_s": seen / max(seconds, 1e-9),
+                "world_size": dist.world_size,
             }
         )
         epoch_event = clock.event(
@@ -522,24 +424,55 @@ def _fit(
         )
         if not partial:
             c.epoch, c.step_in_epoch = c.epoch + 1, 0
-        run.save()
+        if dist.is_main:
+            run.save()
         emit(epoch_event)  # after the checkpoint: an exception here loses nothing
         if stop_reason == "time_budget":
             break
         if run.patience_spent():
             stop_reason = "early_stopping"
 
-    # ---- score statistics on normal validation data, with the kept weights ----
-    stats, fit_info = fit_score_stats(
-        run.best_model, run.reader, run.normalizer, device=device, batch_size=cfg.eval_batch
-    )
     status = "stopped" if stop_reason == "time_budget" and c.epoch < cfg.epochs else "complete"
+    dist.on_main(lambda: _finish(run, status, stop_reason))  # all ranks return once it is written
+    emit(clock.event("done", message=f"{status} ({stop_reason.replace('_', ' ')})"))
+    return run.out
+
+
+def _start_message(run: RunState, state: dict[str, Any] | None) -> str:
+    c, dist = run.counters, run.dist
+    procs = f", {dist.world_size} processes ({dist.backend})" if dist.distributed else ""
+    if state is None:
+        return f"training {run.n_params:,} parameters on {run.device}{procs}"
+    message = f"resumed at epoch {c.epoch + 1} step {c.step_in_epoch}{procs}"
+    before = (state.get("distributed") or {}).get("world_size", 1)
+    if before != dist.world_size:
+        message += (
+            f"; the checkpoint was written by {before} process(es), the global batch "
+            f"{run.cfg.batch_size} is unchanged"
+        )
+    return message
+
+
+def _validate(run: RunState, loader: Any) -> dict[str, float]:
+    """Mean validation loss parts over the whole split (each rank sums its share)."""
+    seed = run.cfg.seed + _VAL_SEED_OFFSET + run.dist.rank
+    sums, count = evaluate(run.model, loader, run.device, seed=seed)
+    keys = sorted(sums)  # the same on every rank: every rank holds >= 1 val clip
+    totals = run.dist.all_sum([sums[k] for k in keys] + [count])
+    return {k: v / totals[-1] for k, v in zip(keys, totals, strict=False)}
+
+
+def _finish(run: RunState, status: str, stop_reason: str) -> None:
+    """Rank 0: score statistics on normal validation data (kept weights), final files."""
+    stats, fit_info = fit_score_stats(
+        run.best_model, run.reader, run.normalizer, device=run.device, batch_size=run.cfg.eval_batch
+    )
     final = run.meta(status, stats, stop_reason=stop_reason, score_fit=fit_info)
     ckpt.write_meta(run.out, final)
     write_manifest(
         run.out / ckpt.WEIGHTS,
         kind="checkpoint",
-        config={"model": run.model_config.to_dict(), "train": cfg.to_dict()},
+        config={"model": run.model_config.to_dict(), "train": run.cfg.to_dict()},
         inputs={"dataset_index": run.data_info["index_sha256"]},
         details={
             "parameters": run.n_params,
@@ -547,8 +480,7 @@ def _fit(
             "status": status,
             "stop_reason": stop_reason,
             "best": final["best"],
+            "distributed": run.dist.describe(),
         },
         checks={"score_fit": fit_info},
     )
-    emit(clock.event("done", message=f"{status} ({stop_reason.replace('_', ' ')})"))
-    return run.out

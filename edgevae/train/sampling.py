@@ -1,11 +1,16 @@
 """Data order for training: the injected sampler, seeded per epoch, resumable mid-epoch.
 
 The trainer asks a ``SamplerFactory`` for the train sampler: ``(train dataset, seed) -> sampler``.
-The default is :class:`SeededEpochSampler`; data-parallel training injects
-``lambda ds, seed: DistributedSampler(ds, shuffle=True, seed=seed)`` instead. Either way the
+The default is :class:`SeededEpochSampler` for one process and :func:`distributed_factory` (a
+``DistributedSampler`` over the same permutation) for data-parallel ranks. Either way the
 trainer calls ``set_epoch(epoch)`` before every epoch, and the order depends only on
 (seed, epoch), so resuming needs no sampler state: :class:`ResumableSampler` skips what the
 interrupted epoch had already done.
+
+Why N ranks with batch ``B / N`` see the batches of one process with batch ``B``: both shuffle
+with the same permutation ``p``; rank r takes ``p[r::N]``, so at step k the ranks together hold
+``p[k*B : (k+1)*B]``, exactly one process's batch k. After s steps, positions ``< s*B`` are done
+whatever N is, which is why a mid-epoch resume may use another number of processes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import itertools
 from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 SamplerFactory = Callable[[Dataset, int], "Sampler[int]"]
 
@@ -66,3 +71,34 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(len(self.inner) - self._skip, 0)  # type: ignore[arg-type]
+
+
+def distributed_factory(rank: int, world_size: int) -> SamplerFactory:
+    """The train sampler factory of rank ``rank`` of ``world_size``: ``DistributedSampler``
+    with :class:`SeededEpochSampler`'s permutation, dropping the tail that does not divide
+    evenly (no padding with repeated clips, so every rank takes the same number of steps).
+    """
+
+    def factory(dataset: Dataset, seed: int) -> Sampler[int]:
+        return DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+
+    return factory
+
+
+class ShardSampler(Sampler[int]):
+    """Rank ``rank``'s share of ``0..n-1`` in order (``rank, rank + N, ...``), without padding.
+
+    For validation and other reductions: the shares of all ranks are disjoint and cover every
+    index once, so summed results equal one process's.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, n, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
