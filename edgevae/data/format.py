@@ -238,7 +238,10 @@ class DatasetWriter:
         write_json_atomic(self.root / "index.json", self._index)
         if self._tmp_root is not None:
             if self.out.exists():
-                shutil.rmtree(self.out)
+                if self.out.is_dir():
+                    shutil.rmtree(self.out)
+                else:  # --overwrite onto a file
+                    self.out.unlink()
             os.replace(self._tmp_root, self.out)
         self._closed = True
         return self.out
@@ -253,10 +256,14 @@ class DatasetWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.abort()  # a refused close (e.g. Inf in the train split) leaves no partial dir
+            raise
 
 
 def _map_npy(path: Path) -> np.ndarray:

@@ -295,12 +295,6 @@ def test_statistics_refuse_all_missing_and_non_finite_train_data(tmp_path):
         w.add("train", bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DatasetWriter.__exit__ does not abort when close() raises, so the hidden "
-    ".NAME.partial-* directory stays behind (edgevae/data/format.py). Remove this marker "
-    "once fixed.",
-)
 def test_failed_close_leaves_no_partial_directory(tmp_path):
     mask = np.ones((6, 3), np.uint8)
     mask[:, 2] = 0
@@ -347,3 +341,14 @@ def test_from_arrays_rejects_mismatched_arrays_and_masks(tmp_path):
     with pytest.raises(ShapeError, match=r"modality 'x': expected shape \(n, 4\)"):
         from_arrays(tmp_path / "d", {"train": {"x": x}}, specs=spec)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a hidden partial dir
+
+
+def test_overwrite_onto_a_file_replaces_it(capsys, tmp_path):
+    from tests.cli_util import invoke
+
+    target = tmp_path / "ds"
+    target.write_text("not a dataset")
+    res = invoke(capsys, "data", "synth", "--preset", "tiny", "--out", target, "--overwrite")
+    assert res.code == 0, res.err
+    assert (target / "index.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
