@@ -81,8 +81,9 @@ def bench_section(lay: Layout) -> str:
     md = lay.bench / "bench.md"
     if not md.is_file():
         return "_No benchmark results._"
-    body = md.read_text().split("\n", 1)[-1].strip() if md.read_text().startswith("#") else ""
-    body = body or md.read_text()
+    text = md.read_text()
+    # drop bench.md's own title (report.md has the section heading); keep text without one
+    body = (text.split("\n", 1)[-1].strip() if text.startswith("#") else "") or text
     body = body.replace("\n# ", "\n#### ").replace("\n## ", "\n#### ")
     plot = lay.bench / "latency.png"
     if plot.is_file():
