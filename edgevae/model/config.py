@@ -24,6 +24,7 @@ Architecture choices that are fixed (not knobs), and why:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,24 +40,29 @@ UPSAMPLES = ("nearest", "bilinear")
 # Width/depth knobs per preset; everything else keeps the dataclass defaults. Sizes of the mvae
 # on the default synthetic modalities (`edgevae model summary --preset P`):
 PRESETS: dict[str, dict[str, Any]] = {
-    # 0.51 M parameters, 32 M MACs per sample: trains in minutes on a 2-core CPU.
+    # 0.81 M parameters, 31 M MACs per sample: trains in minutes on a 2-core CPU. No subset terms:
+    # each costs a decoder pass, and at a fixed CPU budget the extra epochs won (k=2 ran 2.8x
+    # slower per epoch for a lower AUROC; benchmarks/baselines/results/ablation.md).
     "nano": {
+        "subsets_k": 0,
         "width": 16,
         "max_width": 64,
         "decoder_width": 8,
         "blocks_per_stage": 1,
         "mlp_hidden": 128,
     },
-    # 1.8 M parameters, 112 M MACs per sample.
+    # 2.5 M parameters, 108 M MACs per sample.
     "small": {
+        "subsets_k": 2,
         "width": 32,
         "max_width": 256,
         "decoder_width": 16,
         "blocks_per_stage": 1,
         "mlp_hidden": 256,
     },
-    # 9.0 M parameters, 1.1 G MACs per sample: two convs per stage, for GPUs.
+    # 10.8 M parameters, 1.04 G MACs per sample: two convs per stage, for GPUs.
     "base": {
+        "subsets_k": 2,
         "width": 64,
         "max_width": 512,
         "decoder_width": 32,
@@ -126,6 +132,11 @@ class ModelConfig:
             effective sample size; larger = sharper reconstructions, weaker KL pressure).
         recon_weights: extra per-modality likelihood weights, keyed by modality name or kind
             (a name wins over a kind); default 1.
+        dense_max_elements: ``series`` and ``spectrogram`` modalities with at most this many
+            elements get MLP encoders and decoders (width ``mlp_hidden``) instead of conv stacks;
+            0 = conv stacks everywhere. Small modalities (the 16x18 motion series, the 32x32
+            log-mel) learned several times faster dense at about the same MACs
+            (benchmarks/baselines/results/ablation.md); cameras stay convolutional.
     """
 
     kind: str = "mvae"
@@ -139,12 +150,13 @@ class ModelConfig:
     norm: str = "none"
     upsample: str = "nearest"
     beta: float = 1.0
-    subsets_k: int = 2
+    subsets_k: int = 0
     kl_warmup_steps: int = 500
     modality_dropout: float = 0.15
     likelihood_rescaling: bool = True
     recon_scale: float = 1024.0
     recon_weights: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    dense_max_elements: int = 2048
 
     def __post_init__(self) -> None:
         check_choice(self.kind, MODEL_KINDS, "model kind")
@@ -160,6 +172,7 @@ class ModelConfig:
             "mlp_hidden": (1, 65536),
             "subsets_k": (0, 4096),
             "kl_warmup_steps": (0, 10**9),
+            "dense_max_elements": (0, 10**9),
         }
         for name, (lo, hi) in ints.items():
             value = getattr(self, name)
@@ -225,9 +238,20 @@ class ModelConfig:
                 f"unknown model config keys {unknown}; valid keys: {', '.join(sorted(fields))}."
             )
         rest = {k: v for k, v in d.items() if k not in ("preset", "kind")}
+        # runs saved before the knob existed were conv everywhere: keep loading them as such
+        rest.setdefault("dense_max_elements", 0)
         return cls.from_preset(d.get("preset", "nano"), d.get("kind", "mvae"), **rest)
 
     # -- derived --------------------------------------------------------------------------------
+
+    def is_dense(self, spec: ModalitySpec) -> bool:
+        """Whether ``spec`` gets an MLP encoder/decoder (vectors always; small series and
+        spectrograms up to ``dense_max_elements``)."""
+        kind = ModalityKind(spec.kind)
+        if kind is ModalityKind.vector:
+            return True
+        small = math.prod(spec.shape) <= self.dense_max_elements
+        return small and kind in (ModalityKind.series, ModalityKind.spectrogram)
 
     def recon_weight(self, spec: ModalitySpec) -> float:
         """Likelihood weight of one modality (its name's entry, else its kind's, else 1)."""

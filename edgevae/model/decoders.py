@@ -4,7 +4,8 @@ For a conv trunk with stage sizes s_1 .. s_L (s_L smallest) the decoder maps z w
 to a (d_L, s_L) feature map, then per stage upsamples x2 (nearest by default) and applies a 3-wide
 conv + ReLU, ending at the input size with a plain conv to the modality's channels. Decoder
 channels are ``decoder_width * 2**i`` (capped at ``max_width``), narrowest at full resolution,
-where the convs cost the most MACs.
+where the convs cost the most MACs. Dense modalities (vectors, small series and spectrograms; see
+``ModelConfig.is_dense``) get an MLP whose last linear layer emits every value, reshaped.
 
 Outputs are in the normalised input space: ``video`` through a sigmoid (inputs are in [0, 1]),
 the standardised kinds linear. Share groups share the conv stack; each member has its own input
@@ -33,13 +34,13 @@ class UpTrunk(nn.Module):
         self.spec = spec
         layout = trunk_layout(spec, config)
         self.dim = layout.dim
-        if layout.dim == 0:  # vector: MLP mirror
+        if layout.dim == 0:  # vector or small dense modality: MLP mirror
             hidden = config.mlp_hidden
             self.in_features = hidden
             layers: list[nn.Module] = []
             for _ in range(config.blocks_per_stage):
                 layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-            layers.append(nn.Linear(hidden, spec.shape[0]))
+            layers.append(nn.Linear(hidden, math.prod(spec.shape)))
             self.body = nn.Sequential(*layers)
             return
         n = len(layout.sizes)
@@ -71,7 +72,7 @@ class UpTrunk(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         if self.dim == 0:
-            return self.body(h)  # (N, dim)
+            return self.body(h).reshape(-1, *self.spec.shape)  # (N, prod(shape)) -> (N, *shape)
         x = self.body(h.reshape(-1, *self.start))  # (N, C, *spatial)
         if self.spec.kind is ModalityKind.series:
             x = x.transpose(1, 2)  # (N, dims, steps) -> (N, steps, dims)

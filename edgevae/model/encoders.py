@@ -6,6 +6,9 @@ Kinds and trunks (inputs are the *normalised* tensors, batch first):
 * ``spectrogram`` (B, 1, n_mels, frames): the same 2D conv stack.
 * ``series`` (B, steps, dims): 1D conv stack over steps, the dims as channels.
 * ``vector`` (B, dim): MLP.
+* small ``series`` / ``spectrogram`` (at most ``config.dense_max_elements`` values): flattened,
+  then an MLP like a vector (``ModelConfig.is_dense``): they learn much faster than through a
+  narrow conv stack and cost few MACs.
 
 Stages halve the resolution until the smallest side is <= 4 (so a 64x64 camera takes 4 stages,
 a 16-step series 2); the flattened features then go through a per-member linear head to the expert
@@ -57,8 +60,8 @@ class TrunkLayout:
 def trunk_layout(spec: ModalitySpec, config: ModelConfig) -> TrunkLayout:
     """The stage geometry of ``spec``'s encoder trunk under ``config``."""
     kind = spec.kind
-    if kind is ModalityKind.vector:
-        return TrunkLayout(0, spec.shape[0], (), (), (config.mlp_hidden,))
+    if config.is_dense(spec):  # flattened -> MLP
+        return TrunkLayout(0, math.prod(spec.shape), (), (), (config.mlp_hidden,))
     if kind is ModalityKind.series:
         steps, dims = spec.shape
         dim, in_channels, in_size = 1, dims, (steps,)
@@ -98,6 +101,8 @@ class Trunk(nn.Module):
             self.body = nn.Sequential(*stages)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.layout.dim == 0:
+            return self.body(x.flatten(1))  # (N, *shape) -> (N, prod(shape)) -> (N, F)
         return self.body(_to_channels_first(self.spec, x)).flatten(1)  # (N, F)
 
 

@@ -45,10 +45,11 @@ def batch(mods, b=3, seed=0):
     return inputs, torch.ones(b, len(mods))
 
 
+@pytest.mark.parametrize("dense_max", [0, 2048], ids=["conv", "dense"])
 @pytest.mark.parametrize("kind", ["mvae", "concat-ae", "unimodal"])
-def test_output_shapes_for_every_modality_kind(kind):
+def test_output_shapes_for_every_modality_kind(kind, dense_max):
     mods = tiny_modalities()
-    model = build_model(mods, tiny_config(kind)).eval()
+    model = build_model(mods, tiny_config(kind, dense_max_elements=dense_max)).eval()
     inputs, mask = batch(mods)
     out = model(inputs, mask)
     assert isinstance(out, AnalyzeOutput)
@@ -59,6 +60,32 @@ def test_output_shapes_for_every_modality_kind(kind):
         assert out.recon[s.name].shape == (3, *s.shape)
         assert torch.isfinite(out.recon[s.name]).all()
     assert model.modalities is mods and model.config.kind == kind
+
+
+def test_small_series_and_spectrograms_go_dense_and_large_ones_stay_convolutional():
+    mods = tiny_modalities()  # audio 72 values, motion 21, cameras 288+
+    dense = build_model(mods, tiny_config(dense_max_elements=72))
+    conv_types = (nn.Conv1d, nn.Conv2d)
+    for name in ("audio", "motion", "feat"):
+        assert not any(isinstance(m, conv_types) for m in dense.encoders[name].modules())
+        assert not any(isinstance(m, conv_types) for m in dense.decoders[name].modules())
+    assert any(isinstance(m, nn.Conv2d) for m in dense.encoders["cams"].modules())
+    # one value over the limit: the spectrogram keeps its conv stack, the series goes dense
+    mixed = build_model(mods, tiny_config(dense_max_elements=71))
+    assert any(isinstance(m, nn.Conv2d) for m in mixed.encoders["audio"].modules())
+    assert not any(isinstance(m, nn.Conv1d) for m in mixed.encoders["motion"].modules())
+    conv = build_model(mods, tiny_config(dense_max_elements=0))
+    assert any(isinstance(m, nn.Conv1d) for m in conv.encoders["motion"].modules())
+    assert any(isinstance(m, nn.Conv1d) for m in conv.decoders["motion"].modules())
+
+
+def test_configs_saved_before_dense_decoders_load_as_convolutional():
+    old = ModelConfig.from_preset("nano").to_dict()
+    del old["dense_max_elements"]  # a model.json written before the knob existed
+    assert ModelConfig.from_dict(old).dense_max_elements == 0
+    assert ModelConfig.from_preset("nano").dense_max_elements == 2048
+    assert ModelConfig.from_preset("nano").subsets_k == 0
+    assert ModelConfig.from_preset("small").subsets_k == 2
 
 
 def test_video_reconstructions_are_in_unit_range_and_others_linear():
