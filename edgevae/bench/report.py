@@ -211,6 +211,13 @@ def to_markdown(doc: dict[str, Any]) -> str:
     for row in doc.get("results", []):
         lines.append("| " + " | ".join(c.replace("|", "/") for c in row_cells(row)) + " |")
     lines += ["", " · ".join(f"{k} {v}" for k, v in doc.get("legend", LEGEND).items())]
+    if any((r.get("accuracy") or {}).get("auroc_level") == "clip" for r in doc.get("results", [])):
+        lines += [
+            "",
+            "AUROC here is clip level (a clip is anomalous when any of its frames is) over the "
+            "clips fed to the benchmark; it checks that an artifact ranks like the FP32 "
+            "reference and is not the frame-level AUROC of `edgevae eval`.",
+        ]
     stage_rows = [r for r in doc.get("results", []) if r.get("stages_ms")]
     if stage_rows:
         lines += ["", "## Pipeline stages (p50 / p90 ms)", ""]

@@ -188,9 +188,15 @@ def _data(lay: Layout, cfg: PipelineConfig) -> list[Path]:
     return [lay.data / "index.json"]
 
 
+# Learning rate of the pipeline's training: 3x the `edgevae train` default, measured better for
+# the nano preset at a fixed few-minute CPU budget (benchmarks/baselines/results/ablation.md).
+PIPELINE_LR = 3e-3
+
+
 def _train_config(cfg: PipelineConfig) -> dict[str, Any]:
     return {
         "preset": cfg.preset,
+        "lr": PIPELINE_LR,
         "epochs": cfg.epochs,
         "minutes": cfg.train_minutes,
         "seed": cfg.seed,
@@ -205,7 +211,11 @@ def _train(lay: Layout, cfg: PipelineConfig, hooks: Hooks) -> list[Path]:
 
     model_cfg = ModelConfig.from_preset(cfg.preset, "mvae")
     train_cfg = TrainConfig(
-        epochs=cfg.epochs or 1, max_minutes=cfg.train_minutes, seed=cfg.seed, device=cfg.device
+        epochs=cfg.epochs or 1,
+        max_minutes=cfg.train_minutes,
+        seed=cfg.seed,
+        device=cfg.device,
+        lr=PIPELINE_LR,
     )
     if (lay.train / "model.json").is_file():
         # an interrupted training: continue it from its last checkpoint when it is the same run
