@@ -4,7 +4,7 @@ Trains each model with the same trainer, data, seed and epoch budget (epochs, no
 busy machine cannot favour one model), evaluates each with ``edgevae eval``, and writes a per
 anomaly type AUROC table.
 
-    python benchmarks/baselines/compare.py --data DATA --runs RUNS --epochs 6 \
+    python benchmarks/baselines/compare.py --data DATA --runs RUNS --epochs 15 --lr 0.003 \
         --out benchmarks/baselines/results
 
 Runs that already exist in RUNS are reused (delete them to retrain).
@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--preset", default="nano")
+    ap.add_argument("--lr", type=float, default=3e-3, help="learning rate (the pipeline's)")
     args = ap.parse_args()
 
     from edgevae._util.artifacts import write_json_atomic
@@ -62,6 +63,8 @@ def main() -> int:
                     kind,
                     "--epochs",
                     str(args.epochs),
+                    "--lr",
+                    str(args.lr),
                     "--patience",
                     "0",
                     "--quiet",
@@ -106,6 +109,7 @@ def main() -> int:
     summary = {
         "preset": args.preset,
         "epochs": args.epochs,
+        "lr": args.lr,
         "data": str(args.data),
         "environment": env,
         "models": {
@@ -124,7 +128,8 @@ def main() -> int:
     params = ", ".join(f"{k} {v['model']['parameters']:,}" for k, v in results.items())
     md = "\n".join(
         [
-            f"# Frame-level AUROC per anomaly type: {args.preset}, {args.epochs} epochs each",
+            f"# Frame-level AUROC per anomaly type: {args.preset}, {args.epochs} epochs each, "
+            f"lr {args.lr:g}",
             "",
             f"Data: `{args.data}` (built-in benchmark). Parameters: {params}.",
             "Same trainer, data, seed and epoch budget for every model; `unimodal` sees the "
@@ -134,7 +139,7 @@ def main() -> int:
             "",
             f"Machine: {env.get('cpu', {}).get('model', '?')}; reproduce with "
             "`python benchmarks/baselines/compare.py --data DATA --runs RUNS "
-            f"--epochs {args.epochs}`.",
+            f"--epochs {args.epochs} --lr {args.lr:g}`.",
         ]
     )
     (args.out / "compare.md").write_text(md + "\n")
