@@ -53,6 +53,7 @@ def test_bench_writes_json_md_plot_and_log(capsys, tiny, tmp_path):
     assert "| ✅ | tiny.onnx [fp32] | ort | 1 |" in md
     assert "❎ ran, but failed" in md and "Jetson projection (estimate, not measured)" in md
     assert "Pipeline stages" in md
+    assert "AUROC here is clip level" not in md  # no --data, no AUROC, no note
     assert (out / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = out / "bench-log.jsonl"
     assert len(log.read_text().splitlines()) == 1
@@ -81,10 +82,12 @@ def test_run_dir_on_torch_vs_its_onnx_with_data_and_auroc(capsys, tmp_path):
     onnx = export_run(run, tmp_path / "analyze.onnx")
     r = invoke(
         capsys, "bench", run, onnx, "--data", data, *FAST, "--accuracy-samples", "16",
-        "--json", tmp_path / "r.json",
+        "--json", tmp_path / "r.json", "--md", tmp_path / "r.md",
     )  # fmt: skip
     assert r.code == 0, r.err
     doc = json.loads((tmp_path / "r.json").read_text())
+    # the AUROC column is clip level; the markdown says so, so nobody reads it as eval's frame AUROC
+    assert "AUROC here is clip level" in (tmp_path / "r.md").read_text()
     torch_row, ort_row = doc["results"]
     assert (torch_row["backend"], ort_row["backend"]) == ("torch", "ort")
     assert doc["baseline"] == str(run) and doc["data"]["split"] == "test"
