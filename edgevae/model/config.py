@@ -247,11 +247,10 @@ class ModelConfig:
     def is_dense(self, spec: ModalitySpec) -> bool:
         """Whether ``spec`` gets an MLP encoder/decoder (vectors always; small series and
         spectrograms up to ``dense_max_elements``)."""
-        kind = ModalityKind(spec.kind)
-        if kind is ModalityKind.vector:
+        if spec.kind is ModalityKind.vector:
             return True
         small = math.prod(spec.shape) <= self.dense_max_elements
-        return small and kind in (ModalityKind.series, ModalityKind.spectrogram)
+        return small and spec.kind in (ModalityKind.series, ModalityKind.spectrogram)
 
     def recon_weight(self, spec: ModalitySpec) -> float:
         """Likelihood weight of one modality (its name's entry, else its kind's, else 1)."""

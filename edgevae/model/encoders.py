@@ -41,8 +41,9 @@ from edgevae.model.layers import ConvStage, down_sizes, stage_channels
 class TrunkLayout:
     """Geometry of a conv trunk, mirrored by the decoder.
 
-    ``dim`` is 1 or 2 conv dims (0 for the vector MLP), ``in_channels`` / ``in_size`` the input,
-    ``sizes`` the spatial size after each stage and ``channels`` each stage's channels.
+    ``dim`` is 1 or 2 conv dims (0 for a dense MLP: vectors, small series/spectrograms),
+    ``in_channels`` / ``in_size`` the input, ``sizes`` the spatial size after each stage and
+    ``channels`` each stage's channels.
     """
 
     dim: int
@@ -84,7 +85,7 @@ class Trunk(nn.Module):
         super().__init__()
         self.spec = spec
         self.layout = layout = trunk_layout(spec, config)
-        if layout.dim == 0:  # vector: MLP
+        if layout.dim == 0:  # dense modality: MLP over the flattened values
             hidden = config.mlp_hidden
             layers: list[nn.Module] = [nn.Linear(layout.in_channels, hidden), nn.ReLU()]
             for _ in range(config.blocks_per_stage):
