@@ -167,7 +167,7 @@ class Model:
 
         def run(inputs: dict, m: torch.Tensor) -> dict:
             raw, eff_mask, _ = score_batch(self.module, inputs, m)
-            score, parts = standardize(raw, eff_mask, mean, std, weight)
+            score, parts = standardize(raw, eff_mask, mean, std, weight, stats.combine)
             return {"score": score, "parts": parts}
 
         out = self._batched(arrays, mask, run)

@@ -43,7 +43,7 @@ class EmulatedLauncher:
 
     def _anomaly_score(self, grid, block, shared, args) -> None:
         table, rest = args[0], args[1:]
-        b, m = rest[-2].value, rest[-1].value
+        b, m, combine = rest[-3].value, rest[-2].value, rest[-1].value
         assert grid == (b, 1, 1)
         assert block == (256, 1, 1)
         assert shared == 0
@@ -52,7 +52,7 @@ class EmulatedLauncher:
         numel = (ctypes.c_longlong * m)(*table.numel[:m])
         status = self.hm._lib.ev_anomaly_score_host(
             ctypes.addressof(xs), ctypes.addressof(rs), ctypes.addressof(numel), m,
-            *(_v(a) for a in rest[:9]), b,
+            *(_v(a) for a in rest[:9]), b, combine,
         )  # fmt: skip
         assert status == 0
 

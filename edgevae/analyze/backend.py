@@ -15,10 +15,10 @@ Where the metadata comes from:
 
 Threshold (first that applies): the ``threshold`` argument (``--threshold``); ``score_stats``
 ``threshold`` if the run stores one; ``score_mean + 3 * score_std`` if the run stores the
-validation score's mean/std; otherwise ``3 * sqrt(sum of squared part weights)`` over the parts
-that count for the mask in use. The last rule follows from the standardisation: on normal
-validation data each part has mean 0 and std 1, so the score has mean 0 and, if the parts were
-independent, std ``sqrt(sum w_p^2)``; it is a 3-sigma rule under that independence assumption.
+validation score's mean/std; otherwise a 3-sigma rule that follows from the standardisation (on
+normal validation data each part has mean 0 and std 1), over the parts that count for the mask in
+use: for the ``max`` combination ``3 * max_p w_p`` (some part is 3 sigma above normal); for the
+``sum`` ``3 * sqrt(sum w_p^2)`` (the sum's std if the parts were independent).
 """
 
 from __future__ import annotations
@@ -179,6 +179,9 @@ class ModelSession:
         m = len(self.modalities)
         weights = np.asarray(st.get("weight") or [1.0] * len(self.part_names), np.float64)
         counts = np.concatenate([np.asarray(mask, np.float64), np.ones(len(weights) - m)])
+        if st.get("combine", "sum") == "max":
+            value = 3.0 * float(np.max(weights[counts > 0]))
+            return value, "3 * largest part weight: some standardised part is 3 sigma above normal"
         value = 3.0 * float(np.sqrt(np.sum((weights * counts) ** 2)))
         return value, (
             "3 * sqrt(sum of squared part weights): the 3-sigma rule for standardised, "

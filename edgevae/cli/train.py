@@ -56,6 +56,13 @@ def train_command(
         str | None,
         typer.Option(help="Data-parallel backend: auto, gloo (CPU) or nccl (GPU) (default auto)."),
     ] = None,
+    score_combine: Annotated[
+        str | None,
+        typer.Option(
+            help="Anomaly score from its standardised parts: max (the largest) or sum "
+            "(default max)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the run in --out.")
@@ -64,8 +71,9 @@ def train_command(
 ) -> None:
     """Train a model; checkpoints every epoch, early stopping, resumable with --resume.
 
-    --resume: omitted options keep stored values; --epochs/--device/--max-minutes/--backend may
-    change, and so may the number of processes (the global --batch-size may not).
+    --resume: omitted options keep stored values; --epochs/--device/--max-minutes/--backend/
+    --score-combine may change, and so may the number of processes (the global --batch-size may
+    not).
     """
     from rich.console import Console
 
@@ -84,6 +92,7 @@ def train_command(
         "patience": patience,
         "num_workers": num_workers,
         "backend": backend,
+        "score_combine": score_combine,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
     if nproc is not None:

@@ -108,10 +108,18 @@ def score_cases(seed: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
         }
 
     yield "random B=6 cams+audio+motion", case(6, [(8, 16, 16)] * 3 + [(1, 32, 32), (16, 6)])
+    yield (
+        "max rule, B=6 cams+audio+motion",
+        {
+            **case(6, [(8, 16, 16)] * 3 + [(1, 32, 32), (16, 6)]),
+            "combine": "max",
+        },
+    )
     yield "B=1 M=1", case(1, [(5,)], p_present=1.0)
     c = case(4, [(3, 7, 5), (11,)])
     c["mask"][1] = 0.0
     yield "all-masked row, odd sizes", c
+    yield "max rule, all-masked row", {**c, "combine": "max"}
     yield "M=16 modalities", case(3, [(7,)] * 16)
     yield "large sample 8x64x64", case(2, [(8, 64, 64), (1, 3)])
 

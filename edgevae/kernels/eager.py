@@ -39,13 +39,14 @@ def anomaly_score_eager(
     mean: Tensor,
     std: Tensor,
     weight: Tensor,
+    combine: str = "sum",
 ) -> ScoreOutputs:
     """``scoring.raw_parts`` (given the fusion's KL outputs) + ``scoring.standardize``."""
     mask = mask.float()
     errs = recon_errors(inputs, recons) * mask  # (B, M)
     n_present = mask.sum(dim=1).clamp(min=1.0)
     raw = torch.cat([errs, kl_prior[:, None], (cross_kl.sum(dim=1) / n_present)[:, None]], dim=1)
-    score, parts = standardize(raw, mask, mean, std, weight)
+    score, parts = standardize(raw, mask, mean, std, weight, combine)
     return ScoreOutputs(score, parts, raw)
 
 

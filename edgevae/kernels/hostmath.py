@@ -26,8 +26,9 @@ import numpy as np
 from edgevae.errors import KernelError, MissingDependencyError, ShapeError
 from edgevae.kernels.build import cache_root, kernel_source_dir
 from edgevae.kernels.reference import MAX_MODALITIES, PoeOutputs, ScoreOutputs
+from edgevae.model.score_rules import COMBINE_RULES, check_combine
 
-ABI_VERSION = 1  # EDGEVAE_HOSTMATH_ABI in kernels/common/hostmath.cpp
+ABI_VERSION = 2  # EDGEVAE_HOSTMATH_ABI in kernels/common/hostmath.cpp
 _SOURCES = (
     "common/hostmath.cpp",
     "poe_fusion/poe_fusion_host.cpp",
@@ -125,7 +126,7 @@ class HostMath:
             "ev_bilinear_taps": [_INT, _INT, _I32P, _I32P, _F32P, _F32P],
             "ev_luma": [_F32P, _F32P, _F32P, _F32P, _I64],
             "ev_poe_fusion_host": [_VP] * 9 + [_INT, _INT, _INT, _VP],
-            "ev_anomaly_score_host": [_VP, _VP, _VP, _INT] + [_VP] * 9 + [_INT],
+            "ev_anomaly_score_host": [_VP, _VP, _VP, _INT] + [_VP] * 9 + [_INT, _INT],
             "ev_preprocess_host": [_VP, _VP] + [_INT] * 10 + [_LL, _LL],
         }
         for name, argtypes in sig.items():
@@ -224,6 +225,7 @@ class HostMath:
         mean: np.ndarray,
         std: np.ndarray,
         weight: np.ndarray,
+        combine: str = "sum",
     ) -> ScoreOutputs:
         """The anomaly_score kernel's loops on the CPU; same I/O as reference.anomaly_score_ref."""
         m = len(inputs)
@@ -244,6 +246,7 @@ class HostMath:
             ctypes.addressof(x_ptrs), ctypes.addressof(r_ptrs), numel.ctypes.data, m,
             mask.ctypes.data, kl.ctypes.data, cross.ctypes.data, *(s.ctypes.data for s in stats),
             raw.ctypes.data, parts.ctypes.data, score.ctypes.data, b,
+            COMBINE_RULES.index(check_combine(combine)),
         )  # fmt: skip
         if status != 0:
             raise ShapeError(f"anomaly_score host harness rejected M = {m}.")

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgevae.errors import ShapeError
+from edgevae.model.score_rules import combine_numpy
 
 LOGVAR_MIN = -8.0  # same as edgevae.model.fusion (a test checks)
 LOGVAR_MAX = 8.0
@@ -117,6 +118,7 @@ def anomaly_score_ref(
     mean: np.ndarray,
     std: np.ndarray,
     weight: np.ndarray,
+    combine: str = "sum",
 ) -> ScoreOutputs:
     """Score parts ``[recon_<m>..., kl_prior, cross_modal]``, standardised and combined.
 
@@ -125,6 +127,7 @@ def anomaly_score_ref(
         mask: (B, M), 1 = present; a missing modality's recon part is 0 (raw and standardised).
         kl_prior: (B,) KL to the prior; cross_kl: (B, M) per-expert cross-modal KL (0 if absent).
         mean, std, weight: (M + 2,) standardisation statistics (``ScoreStats``).
+        combine: ``sum`` or ``max`` (:mod:`edgevae.model.score_rules`).
 
     Returns:
         ScoreOutputs: score (B,), parts (B, M + 2), raw (B, M + 2), float32.
@@ -160,7 +163,8 @@ def anomaly_score_ref(
         raise ShapeError(f"anomaly_score: mean, std and weight must have M + 2 = {m + 2} entries.")
     keep = np.concatenate([mask, np.ones((b, 2), dtype=_F32)], axis=1)
     parts = (raw - stats[0]) / stats[1] * keep
-    return ScoreOutputs((parts * stats[2]).sum(axis=1).astype(_F32), parts.astype(_F32), raw)
+    score = combine_numpy(parts, keep, stats[2], combine)
+    return ScoreOutputs(score.astype(_F32), parts.astype(_F32), raw)
 
 
 def bilinear_taps_ref(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:

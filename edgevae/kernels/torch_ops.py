@@ -23,6 +23,7 @@ from torch import Tensor
 from edgevae.errors import ShapeError
 from edgevae.kernels.launch import KernelLauncher, get_launcher
 from edgevae.kernels.reference import MAX_MODALITIES, PoeOutputs, ScoreOutputs
+from edgevae.model.score_rules import COMBINE_RULES, check_combine
 
 MAX_LATENT_DIM = 6144  # poe_fusion keeps 2 * D floats in shared memory (48 KiB)
 _MAX_GRID_Z = 65535
@@ -147,6 +148,7 @@ def anomaly_score(
     mean: Tensor,
     std: Tensor,
     weight: Tensor,
+    combine: str = "sum",
     *,
     backend: str = "cuda-python",
 ) -> ScoreOutputs:
@@ -158,6 +160,7 @@ def anomaly_score(
         kl_prior: (B,) and cross_kl: (B, M), e.g. from :func:`poe_fusion`.
         mean, std, weight: (M + 2,) CUDA tensors (``ScoreStats.tensors(device)``); pass device
             tensors made once, so the call stays capturable in a CUDA graph.
+        combine: ``sum`` or ``max`` (:mod:`edgevae.model.score_rules`).
         backend: ``"cuda-python"`` or ``"pycuda"``.
 
     Returns:
@@ -211,6 +214,7 @@ def anomaly_score(
     args = [
         table, _ptr(mask), _ptr(kl), _ptr(cross), *(_ptr(s) for s in stats),
         _ptr(raw), _ptr(parts), _ptr(score), ctypes.c_int(b), ctypes.c_int(m),
+        ctypes.c_int(COMBINE_RULES.index(check_combine(combine))),
     ]  # fmt: skip
     launcher.launch("anomaly_score", (b, 1, 1), (_SCORE_THREADS, 1, 1), args, stream=stream)
     return ScoreOutputs(score, parts, raw)

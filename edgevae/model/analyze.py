@@ -80,6 +80,7 @@ class AnalyzeGraph(_Graph):
         self.register_buffer("score_mean", mean)
         self.register_buffer("score_std", std)
         self.register_buffer("score_weight", weight)
+        self.score_combine = stats.combine  # a Python constant: sum or max ops in the graph
 
     @property
     def output_names(self) -> list[str]:
@@ -100,7 +101,9 @@ class AnalyzeGraph(_Graph):
             out.expert_mu,
             out.expert_logvar,
         )  # (B, M + 2)
-        score, parts = standardize(raw, eff, self.score_mean, self.score_std, self.score_weight)
+        score, parts = standardize(
+            raw, eff, self.score_mean, self.score_std, self.score_weight, self.score_combine
+        )
         return (out.z_mu, out.z_logvar, *recons, score, parts)
 
 

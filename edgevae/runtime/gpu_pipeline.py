@@ -194,6 +194,7 @@ class GpuAnalyzePipeline:
                 f"score statistics are for parts {stats.names}; refit them for this model."
             )
         self.score_mean, self.score_std, self.score_weight = stats.tensors(device)
+        self.score_combine = stats.combine
 
     def _video_inputs(self, frames: Frames) -> dict[str, Tensor]:
         cams = _camera_frames(self.video, frames)
@@ -233,7 +234,7 @@ class GpuAnalyzePipeline:
         scored = self.ops.anomaly_score(
             [inputs[n] for n in self.names], [recon[n] for n in self.names], eff,
             fused.kl_prior, fused.cross_kl, self.score_mean, self.score_std, self.score_weight,
-            backend=self.backend,
+            self.score_combine, backend=self.backend,
         )  # fmt: skip
         recons = [recon[n] for n in self.names]
         outs = (fused.z_mu, fused.z_logvar, *recons, scored.score, scored.parts)

@@ -32,6 +32,7 @@ import numpy as np
 
 from edgevae._util.lazy import require
 from edgevae.errors import ConfigError, EdgeVAEError, EngineMismatchError, ShapeError
+from edgevae.model.score_rules import COMBINE_RULES, check_combine
 from edgevae.runtime.base import TensorInfo, check_feed
 from edgevae.runtime.cuda_backend import CudaBackend, make_backend
 from edgevae.trt.manifest import (
@@ -162,7 +163,7 @@ class SplitKernels(Protocol):
     def anomaly_score(
         self, inputs: list[int], recons: list[int], numel: list[int], mask: int, kl: int,
         cross: int, mean: int, std: int, weight: int, parts: int, score: int, b: int, m: int,
-        stream: int,
+        combine: int, stream: int,
     ) -> None: ...  # fmt: skip
 
 
@@ -195,8 +196,9 @@ class LaunchedKernels:
         )
 
     def anomaly_score(
-        self, inputs, recons, numel, mask, kl, cross, mean, std, weight, parts, score, b, m, stream
-    ) -> None:
+        self, inputs, recons, numel, mask, kl, cross, mean, std, weight, parts, score, b, m,
+        combine, stream,
+    ) -> None:  # fmt: skip
         if m > self.max_modalities:
             raise ShapeError(f"anomaly_score supports at most {self.max_modalities} modalities.")
         table = self.score_inputs()
@@ -204,7 +206,7 @@ class LaunchedKernels:
             table.inputs[j], table.recons[j], table.numel[j] = inputs[j], recons[j], numel[j]
         p, i = ctypes.c_void_p, ctypes.c_int
         args = [table, p(mask), p(kl), p(cross), p(mean), p(std), p(weight), p(None), p(parts),
-                p(score), i(b), i(m)]  # fmt: skip
+                p(score), i(b), i(m), i(combine)]  # fmt: skip
         self.launcher.launch("anomaly_score", (b, 1, 1), (256, 1, 1), args, stream=stream)
 
 
@@ -393,7 +395,7 @@ class TrtRunner:
             [enc.buffers[n] for n in mods], [dec.buffers[f"recon_{n}"] for n in mods],
             [self._numel[n] for n in mods], enc.buffers["mask"], x["kl"], x["cross"],
             x["mean"], x["std"], x["weight"], x["score_parts"], x["score"], batch, m,
-            self.stream,
+            self._combine, self.stream,
         )  # fmt: skip
 
     def _setup_split(self, kernels: SplitKernels | None, backend: str) -> None:
@@ -418,6 +420,8 @@ class TrtRunner:
         for name, count in sizes.items():
             self._extra[name] = self.cuda.malloc(4 * count)
         stats = self.bundle.score_stats
+        # kernels' combine argument (0 sum, 1 max); bundles built before the rule existed: sum
+        self._combine = COMBINE_RULES.index(check_combine(stats.get("combine", "sum")))
         for key in ("mean", "std", "weight"):
             self._h2d(f"stats_{key}", self._extra[key], np.asarray(stats[key], np.float32))
         self.cuda.synchronize(self.stream)

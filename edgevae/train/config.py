@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgevae._util.choices import check_choice
 from edgevae.errors import ConfigError
+from edgevae.model.score_rules import check_combine
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +28,9 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # computes. Every other key must match the stored configuration.
 # ``batch_size`` is the global batch and is NOT resumable, so a run resumed on another number of
 # processes computes the same steps.
-RESUMABLE_KEYS = frozenset({"epochs", "device", "max_minutes", "num_workers", "backend"})
+RESUMABLE_KEYS = frozenset(
+    {"epochs", "device", "max_minutes", "num_workers", "backend", "score_combine"}
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class TrainConfig:
         eval_batch_size: batch size for validation and score fitting (default: ``batch_size``).
         backend: data-parallel communication: ``gloo`` (CPU), ``nccl`` (CUDA GPUs) or ``auto``
             (``nccl`` when the device is a GPU, else ``gloo``); unused by a single process.
+        score_combine: how the fitted anomaly score combines its standardised parts: ``max``
+            (the largest part) or ``sum`` (:mod:`edgevae.model.score_rules`). Only the score
+            statistics fitted at the end depend on it.
 
     Raises:
         ConfigError: on any invalid value, naming the field and the valid range.
@@ -76,6 +82,7 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int | None = None
     backend: str = "auto"
+    score_combine: str = "max"
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs")
@@ -97,6 +104,7 @@ class TrainConfig:
             _finite(self, "max_minutes", lower=0.0, inclusive=False)
         check_choice(self.schedule, SCHEDULES, "learning-rate schedule")
         check_choice(self.backend, BACKENDS, "distributed backend")
+        check_combine(self.score_combine)
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ConfigError(
                 f"invalid device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'."

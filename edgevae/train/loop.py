@@ -465,7 +465,12 @@ def _validate(run: RunState, loader: Any) -> dict[str, float]:
 def _finish(run: RunState, status: str, stop_reason: str) -> None:
     """Rank 0: score statistics on normal validation data (kept weights), final files."""
     stats, fit_info = fit_score_stats(
-        run.best_model, run.reader, run.normalizer, device=run.device, batch_size=run.cfg.eval_batch
+        run.best_model,
+        run.reader,
+        run.normalizer,
+        device=run.device,
+        batch_size=run.cfg.eval_batch,
+        combine=run.cfg.score_combine,
     )
     final = run.meta(status, stats, stop_reason=stop_reason, score_fit=fit_info)
     ckpt.write_meta(run.out, final)

@@ -53,6 +53,7 @@ def fit_score_stats(
     device: torch.device,
     batch_size: int,
     split: str = "val",
+    combine: str = "max",
 ) -> tuple[ScoreStats, dict[str, Any]]:
     """Fit :class:`ScoreStats` on the normal clips of ``split``.
 
@@ -63,6 +64,7 @@ def fit_score_stats(
         device: where the model lives.
         batch_size: clips per forward pass.
         split: the split of normal data (``val``).
+        combine: the score's combination rule, ``max`` or ``sum`` (stored with the statistics).
 
     Returns:
         The statistics and a summary ``{"split", "clips", "excluded_labelled"}``.
@@ -98,5 +100,5 @@ def fit_score_stats(
             f"score parts {bad} are NaN/Inf on the '{split}' split; the model diverged, retrain "
             "with a lower --lr."
         )
-    stats = ScoreStats.fit(raw, mask, names)
+    stats = ScoreStats.fit(raw, mask, names, combine)
     return stats, {"split": split, "clips": len(raw), "excluded_labelled": excluded}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevae.errors import ConfigError, ExportError
+from edgevae.model.score_rules import COMBINE_RULES
 
 _SUFFIX = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.trt.onnx"}
 _MAKE = {
@@ -66,8 +67,11 @@ def onnx_for(export_dir: Path, graph: str, precision: str) -> Path:
     raise ExportError(f"{export_dir} has no {path.name}{extra}; make it with `{hint}`.")
 
 
-def load_score_stats(export_dir: Path) -> dict[str, list]:
-    """The anomaly-score statistics ``{"names", "mean", "std", "weight"}`` of an export.
+def load_score_stats(export_dir: Path) -> dict[str, Any]:
+    """The anomaly-score statistics ``{"names", "mean", "std", "weight", "combine"}`` of an export.
+
+    ``combine`` (``sum`` or ``max``, :mod:`edgevae.model.scoring`) is ``sum`` for exports made
+    before the rule was stored.
 
     Raises:
         ExportError: when no source holds them (split and plugin modes need them).
@@ -89,10 +93,13 @@ def load_score_stats(export_dir: Path) -> dict[str, list]:
             candidates.append(("analyze.onnx metadata", json.loads(meta)))
     for source, stats in candidates:
         if _valid_stats(stats):
-            return {k: list(stats[k]) for k in ("names", "mean", "std", "weight")}
+            out: dict[str, Any] = {k: list(stats[k]) for k in ("names", "mean", "std", "weight")}
+            out["combine"] = stats.get("combine", "sum")
+            return out
         raise ExportError(
             f"score statistics in {export_dir / source} are malformed (need equal-length "
-            "names/mean/std/weight lists); re-run `edgevae export`."
+            "names/mean/std/weight lists and a combine rule of "
+            f"{' or '.join(COMBINE_RULES)}); re-run `edgevae export`."
         )
     raise ExportError(
         f"{export_dir} holds no anomaly-score statistics (score_stats.json or score_stats in "
@@ -131,7 +138,11 @@ def _valid_stats(stats: Any) -> bool:
     ):
         return False
     n = len(stats["names"])
-    return n > 2 and all(len(stats[k]) == n for k in ("mean", "std", "weight"))
+    return (
+        n > 2
+        and all(len(stats[k]) == n for k in ("mean", "std", "weight"))
+        and stats.get("combine", "sum") in COMBINE_RULES
+    )
 
 
 def _read_json(path: Path) -> Any:

@@ -22,6 +22,11 @@ number of modalities (Quickly Deployable Plugins and their AOT kernels take a fi
 ``offsets`` marks where each modality's elements start. The statistics are constant inputs, not
 attributes, because AOT plugins do not serialize attributes into the engine.
 
+The plugin's ``score`` is the ``sum`` rule. Under the ``max`` rule (``score_stats["combine"]``,
+:mod:`edgevae.model.score_rules`) the plugin's sum is left unused and ``score`` is computed from
+``score_parts`` with standard ops: ``ReduceMax(score_parts * weight + pad((mask - 1) * 1e4))``,
+which is the exported graphs' ``Where(keep, parts * weight, -1e4)`` written without booleans.
+
 The custom-op semantics are those of ``edgevae.model.fusion`` and ``edgevae.model.scoring``.
 """
 
@@ -38,6 +43,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgevae.errors import ExportError
+from edgevae.model.score_rules import MAX_EXCLUDED, check_combine
 from edgevae.trt.export_dir import check_stats_match, modality_names
 
 NAMESPACE = "edgevae"
@@ -55,6 +61,7 @@ OFFSETS = "edgevae/score_offsets"
 MEAN = "edgevae/score_mean"
 STD = "edgevae/score_std"
 WEIGHT = "edgevae/score_weight"
+SCORE_SUM = "edgevae/score_sum"  # the plugin's sum-rule score, unused under the max rule
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ def build_plugin_model(
     Args:
         encode: ``encode[.<precision>].onnx`` (outputs z_mu, z_logvar, expert_mu, expert_logvar).
         decode: ``decode[.<precision>].onnx`` (input z, outputs recon_<m>).
-        score_stats: ``{"names", "mean", "std", "weight"}`` for the P = M + 2 score parts.
+        score_stats: ``{"names", "mean", "std", "weight"}`` for the P = M + 2 score parts, and
+            optionally ``combine`` (``sum`` when absent).
         aot: mark the nodes for AOT Quickly Deployable Plugins (TensorRT >= 10.9); False for the
             C++ IPluginV3 library.
 
@@ -122,6 +130,7 @@ def build_plugin_model(
     recon_names = [f"recon_{m}" for m in modalities]
     _require(d_outputs, recon_names, "decode")
     check_stats_match(score_stats, modalities)
+    combine = check_combine(score_stats.get("combine", "sum"))
     for name in ("expert_mu", "expert_logvar"):
         if e_outputs[name].type.tensor_type.elem_type != TensorProto.FLOAT:
             raise ExportError(
@@ -190,12 +199,17 @@ def build_plugin_model(
         helper.make_node(
             ANOMALY_SCORE,
             [X_CAT, RECON_CAT, "mask", KL_PRIOR, CROSS_MODAL, OFFSETS, MEAN, STD, WEIGHT],
-            ["score", "score_parts"],
+            ["score" if combine == "sum" else SCORE_SUM, "score_parts"],
             name=f"{NAMESPACE}/{ANOMALY_SCORE}",
             domain=NAMESPACE,
             **plugin_node_attrs(aot),
         )
     )
+    if combine == "max":
+        opset = next((o.version for o in encode.opset_import if o.domain in ("", "ai.onnx")), 17)
+        max_nodes, max_inits = _max_score_nodes(opset)
+        nodes += max_nodes
+        inits += max_inits
     p = len(info.parts)
     outputs = [
         _copy(e_outputs["z_mu"]),
@@ -379,6 +393,38 @@ def _prune(graph: onnx.GraphProto) -> None:
     vis = [_copy(v) for v in graph.value_info if v.name in seen]
     del graph.value_info[:]
     graph.value_info.extend(vis)
+
+
+def _max_score_nodes(opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``score = ReduceMax(score_parts * weight + pad((mask - 1) * 1e4, 2 zeros))`` over axis 1.
+
+    Absent modalities' recon parts are 0 (the plugin zeroes them), so they become -1e4, the
+    exported graphs' :data:`~edgevae.model.score_rules.MAX_EXCLUDED`; KL and cross-modal parts
+    always count.
+    """
+    p = "edgevae/max/"
+    inits = [
+        numpy_helper.from_array(np.array(1.0, np.float32), p + "one"),
+        numpy_helper.from_array(np.array(-MAX_EXCLUDED, np.float32), p + "big"),
+        numpy_helper.from_array(np.array([0, 0, 0, 2], np.int64), p + "pads"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["mask", p + "one"], [p + "absent"]),  # 0 present, -1 absent
+        helper.make_node("Mul", [p + "absent", p + "big"], [p + "penalty_m"]),  # (B, M)
+        helper.make_node("Pad", [p + "penalty_m", p + "pads"], [p + "penalty"]),  # (B, P)
+        helper.make_node("Mul", ["score_parts", WEIGHT], [p + "weighted"]),
+        helper.make_node("Add", [p + "weighted", p + "penalty"], [p + "masked"]),
+    ]
+    if opset >= 18:  # axes became an input in opset 18
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), p + "axes"))
+        nodes.append(
+            helper.make_node("ReduceMax", [p + "masked", p + "axes"], ["score"], keepdims=0)
+        )
+    else:
+        nodes.append(helper.make_node("ReduceMax", [p + "masked"], ["score"], axes=[1], keepdims=0))
+    for n in nodes:
+        n.name = n.output[0]
+    return nodes, inits
 
 
 def _merge_opsets(a: onnx.ModelProto, b: onnx.ModelProto) -> list[onnx.OperatorSetIdProto]:

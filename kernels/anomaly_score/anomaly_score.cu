@@ -1,5 +1,6 @@
 // anomaly_score: per-modality reconstruction-error reductions, standardisation with stored
-// statistics and the combined score + parts, in one launch per batch, FP32 accumulation.
+// statistics and the combined score (sum or max: `combine`) + parts, in one launch per batch,
+// FP32 accumulation.
 // Math and layouts: README.md next to this file. Reference: edgevae/kernels/reference.py.
 //
 // Launch: grid (B, 1, 1), one block per sample row; block (256, 1, 1) (any multiple of 32 up
@@ -28,7 +29,8 @@ extern "C" __global__ void edgevae_anomaly_score(
     float* __restrict__ raw,             // (B, P) unstandardised parts, or nullptr
     float* __restrict__ parts,           // (B, P) standardised parts
     float* __restrict__ score,           // (B,)
-    int B, int M) {
+    int B, int M,
+    int combine) {                       // 0 = sum, 1 = max over kept parts (kCombine*)
     __shared__ float scratch[32];
     const int b = blockIdx.x;
     if (b >= B) return;  // uniform per block
@@ -36,7 +38,7 @@ extern "C" __global__ void edgevae_anomaly_score(
     const float* mask_row = mask + (size_t)b * M;
 
     // Recon parts: mean squared error over the sample's elements, 0 for a missing modality.
-    float score_acc = 0.0f;  // meaningful in thread 0 only
+    float score_acc = combine_init(combine);  // meaningful in thread 0 only
     for (int m = 0; m < M; ++m) {
         const long long n = in.numel[m];
         const float* x = in.inputs[m] + (size_t)b * n;
@@ -49,7 +51,7 @@ extern "C" __global__ void edgevae_anomaly_score(
             const float part = standardize_part(value, mean[m], std[m], mask_row[m]);
             if (raw != nullptr) raw[(size_t)b * P + m] = value;
             parts[(size_t)b * P + m] = part;
-            score_acc += part * weight[m];
+            score_acc = combine_step(score_acc, part * weight[m], mask_row[m], combine);
         }
     }
     if (threadIdx.x != 0) return;
@@ -67,7 +69,7 @@ extern "C" __global__ void edgevae_anomaly_score(
         const float part = standardize_part(values[k], mean[p], std[p], 1.0f);
         if (raw != nullptr) raw[(size_t)b * P + p] = values[k];
         parts[(size_t)b * P + p] = part;
-        score_acc += part * weight[p];
+        score_acc = combine_step(score_acc, part * weight[p], 1.0f, combine);
     }
     score[b] = score_acc;
 }

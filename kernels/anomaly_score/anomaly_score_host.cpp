@@ -22,12 +22,13 @@ extern "C" int ev_anomaly_score_host(const float* const* inputs, const float* co
                                      const long long* numel, int M, const float* mask,
                                      const float* kl_prior, const float* cross_kl,
                                      const float* mean, const float* std, const float* weight,
-                                     float* raw, float* parts, float* score, int B) {
+                                     float* raw, float* parts, float* score, int B,
+                                     int combine) {
     if (M < 1 || M > kMaxModalities) return 1;
     const int P = M + 2;
     for (int b = 0; b < B; ++b) {
         const float* mask_row = mask + (size_t)b * M;
-        float acc = 0.0f;
+        float acc = combine_init(combine);
         for (int m = 0; m < M; ++m) {
             const long long n = numel[m];
             const float sum = strided_sum_of_squares(inputs[m] + (size_t)b * n,
@@ -36,7 +37,7 @@ extern "C" int ev_anomaly_score_host(const float* const* inputs, const float* co
             const float part = standardize_part(value, mean[m], std[m], mask_row[m]);
             if (raw != nullptr) raw[(size_t)b * P + m] = value;
             parts[(size_t)b * P + m] = part;
-            acc += part * weight[m];
+            acc = combine_step(acc, part * weight[m], mask_row[m], combine);
         }
         float n_present = 0.0f;
         float cross_sum = 0.0f;
@@ -50,7 +51,7 @@ extern "C" int ev_anomaly_score_host(const float* const* inputs, const float* co
             const float part = standardize_part(values[k], mean[p], std[p], 1.0f);
             if (raw != nullptr) raw[(size_t)b * P + p] = values[k];
             parts[(size_t)b * P + p] = part;
-            acc += part * weight[p];
+            acc = combine_step(acc, part * weight[p], 1.0f, combine);
         }
         score[b] = acc;
     }

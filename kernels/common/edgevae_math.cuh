@@ -100,6 +100,22 @@ EDGEVAE_HD float cross_modal_mean(float cross_sum, float n_present) {
     return cross_sum / (n_present < 1.0f ? 1.0f : n_present);
 }
 
+// Combined score (edgevae/model/score_rules.py): kCombineSum adds every weighted part;
+// kCombineMax keeps the largest weighted part among those that count (keep = 1). kMaxExcluded is
+// the finite "minus infinity" of the exported graphs, so all backends agree even with no part.
+constexpr int kCombineSum = 0;
+constexpr int kCombineMax = 1;
+constexpr float kMaxExcluded = -1.0e4f;
+
+EDGEVAE_HD float combine_init(int combine) {
+    return combine == kCombineMax ? kMaxExcluded : 0.0f;
+}
+
+EDGEVAE_HD float combine_step(float acc, float weighted_part, float keep, int combine) {
+    if (combine != kCombineMax) return acc + weighted_part;
+    return (keep > 0.0f && weighted_part > acc) ? weighted_part : acc;
+}
+
 // ---------------------------------------------------------------- preprocess
 // Bilinear source taps for one output coordinate, exactly as
 // torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False):

@@ -9,7 +9,7 @@
 using namespace edgevae;
 
 // Bumped whenever an exported signature changes; hostmath.py refuses a mismatched library.
-#define EDGEVAE_HOSTMATH_ABI 1
+#define EDGEVAE_HOSTMATH_ABI 2
 
 extern "C" {
 

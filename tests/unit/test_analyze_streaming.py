@@ -120,6 +120,17 @@ def test_threshold_flags_and_reconstructions(run_dir) -> None:
     assert default.threshold == pytest.approx(3 * np.sqrt(4))
 
 
+def test_default_threshold_of_the_max_rule_is_three_sigma_of_one_part(tmp_path, run_dir) -> None:
+    meta = json.loads((run_dir / "model.json").read_text())
+    meta["score_stats"].update(combine="max", weight=[1.0, 2.0, 4.0, 1.0, 1.0, 1.0])
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with_audio, _ = make(tmp_path, missing=["motion"])  # audio's weight 4 counts
+    assert with_audio.threshold == pytest.approx(12.0)
+    assert with_audio.threshold_source.startswith("3 * largest part weight")
+    without, _ = make(tmp_path, missing=["audio", "motion"])
+    assert without.threshold == pytest.approx(6.0)  # cam1's weight 2 is now the largest
+
+
 def test_frames_of_any_size_and_colour_are_converted(run_dir) -> None:
     an, runner = make(run_dir, missing=["audio", "motion"])
     rgb = {"cam0": np.full((48, 64, 3), 200, np.uint8), "cam1": np.zeros((30, 40), np.uint8)}

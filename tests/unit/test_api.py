@@ -86,8 +86,9 @@ def test_impute_returns_only_the_missing(model, arrays):
 def test_score_matches_the_scoring_module(model, run, arrays):
     score, parts, names = model.score(arrays)
     assert score.shape == (5,) and parts.shape == (5, 6) and names == model.part_names
-    np.testing.assert_allclose(score, parts.sum(axis=1), rtol=1e-5, atol=1e-5)
     stats = json.loads((run / "model.json").read_text())["score_stats"]
+    assert stats["combine"] == "max"  # the default rule for new runs: the largest weighted part
+    np.testing.assert_allclose(score, parts.max(axis=1), rtol=1e-5, atol=1e-5)
     norm = model._ckpt.normalizer
     inputs = {k: torch.from_numpy(norm.numpy(k, v)) for k, v in arrays.items()}
     mask = torch.ones(5, 4)
@@ -103,7 +104,7 @@ def test_score_matches_the_scoring_module(model, run, arrays):
             out.expert_logvar,
         )
         ref, _ = standardize(
-            raw, mask, *(torch.tensor(stats[k]) for k in ("mean", "std", "weight"))
+            raw, mask, *(torch.tensor(stats[k]) for k in ("mean", "std", "weight")), "max"
         )
     np.testing.assert_allclose(score, ref.numpy(), rtol=1e-4, atol=1e-4)
 

@@ -60,10 +60,13 @@ def test_anomaly_score_ref_matches_torch_scoring(case):
     mask = T(kw["mask"])
     xs, rs = [T(x) for x in kw["inputs"]], [T(r) for r in kw["recons"]]
     stats = [T(kw[k]) for k in ("mean", "std", "weight")]
-    e = eager.anomaly_score_eager(xs, rs, mask, T(kw["kl_prior"]), T(kw["cross_kl"]), *stats)
+    combine = kw.get("combine", "sum")
+    e = eager.anomaly_score_eager(
+        xs, rs, mask, T(kw["kl_prior"]), T(kw["cross_kl"]), *stats, combine
+    )
     for got, want in zip(e, out, strict=True):
         _assert_close(got, want)
-    score, parts = scoring.standardize(T(out.raw), mask, *stats)
+    score, parts = scoring.standardize(T(out.raw), mask, *stats, combine)
     _assert_close(score, out.score)
     _assert_close(parts, out.parts)
     m = len(xs)

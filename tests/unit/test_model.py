@@ -306,12 +306,15 @@ def _export(graph, batch_size=2):
     return f.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["mvae", "unimodal", "concat-ae"])
-def test_analyze_graph_exports_with_dynamic_batch_and_matches_torch(kind):
+@pytest.mark.parametrize(
+    ("kind", "combine"),
+    [("mvae", "sum"), ("mvae", "max"), ("unimodal", "max"), ("concat-ae", "sum")],
+)
+def test_analyze_graph_exports_with_dynamic_batch_and_matches_torch(kind, combine):
     ort = pytest.importorskip("onnxruntime")
     mods = tiny_modalities()
     model = build_model(mods, tiny_config(kind)).eval()
-    stats = ScoreStats.identity(mods.names)
+    stats = ScoreStats.identity(mods.names, combine)
     stats.mean[0], stats.std[0] = 0.1, 0.5
     graph = AnalyzeGraph(model, stats).eval()
     sess = ort.InferenceSession(_export(graph), providers=["CPUExecutionProvider"])

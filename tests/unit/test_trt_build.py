@@ -216,7 +216,7 @@ def test_split_mode_builds_two_engines_and_a_bundle(monkeypatch, tmp_path, expor
     assert parsed == ["encode.fp16.experts.onnx", "decode.fp16.onnx"]
     bundle = read_split_bundle(bundle_path)
     assert bundle.modalities == ["a", "b"] and bundle.latent_dim == 3
-    assert bundle.score_stats == tiny.SCORE_STATS
+    assert bundle.score_stats == {**tiny.SCORE_STATS, "combine": "sum"}  # rule carried along
     enc = read_engine_manifest(bundle.encode)
     assert enc.role == "encode"
     assert {n for n, t in enc.io.items() if t["mode"] == "output"} == {"expert_mu", "expert_logvar"}

@@ -160,7 +160,9 @@ def test_onnx_for_names_the_precision_files(tmp_path):
 
 def test_score_stats_sources(tmp_path):
     export = tiny.write_export(tmp_path / "a")
-    assert load_score_stats(export) == tiny.SCORE_STATS
+    assert load_score_stats(export) == {**tiny.SCORE_STATS, "combine": "sum"}  # no rule: sum
+    (export / "score_stats.json").write_text(json.dumps({**tiny.SCORE_STATS, "combine": "max"}))
+    assert load_score_stats(export)["combine"] == "max"
     export = tiny.write_export(tmp_path / "b", stats=False)
     manifest = {"kind": "onnx", "details": {"score_stats": tiny.SCORE_STATS}}
     (export / "analyze.onnx.manifest.json").write_text(json.dumps(manifest))
@@ -176,6 +178,9 @@ def test_malformed_score_stats(tmp_path):
     export = tiny.write_export(tmp_path, stats=False)
     (export / "score_stats.json").write_text(json.dumps({"names": ["x"], "mean": []}))
     with pytest.raises(ExportError, match="malformed"):
+        load_score_stats(export)
+    (export / "score_stats.json").write_text(json.dumps({**tiny.SCORE_STATS, "combine": "mean"}))
+    with pytest.raises(ExportError, match="combine rule of sum or max"):
         load_score_stats(export)
     (export / "score_stats.json").write_text("{nope")
     with pytest.raises(ExportError, match="not valid JSON"):

@@ -58,7 +58,7 @@ class AnomalyScore(OpRun):
 CUSTOM_OPS = [type("poe_fusion", (PoeFusion,), {}), type("anomaly_score", (AnomalyScore,), {})]
 
 
-def _expected(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _expected(feed: dict[str, np.ndarray], combine: str = "sum") -> dict[str, np.ndarray]:
     """analyze outputs from the unmodified encode/decode graphs + the torch scoring reference."""
     enc = ort.InferenceSession(tiny.encode_model().SerializeToString())
     dec = ort.InferenceSession(tiny.decode_model().SerializeToString())
@@ -76,7 +76,7 @@ def _expected(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t(e_lv),
     )
     stats = [torch.tensor(tiny.SCORE_STATS[k]) for k in ("mean", "std", "weight")]
-    score, parts = standardize(raw, t(feed["mask"]), *stats)
+    score, parts = standardize(raw, t(feed["mask"]), *stats, combine)
     return {
         "z_mu": z_mu,
         "z_logvar": z_lv,
@@ -137,6 +137,54 @@ def test_plugin_graph_computes_the_analyze_outputs(plugin_model, mask):
     want = _expected(feed)
     for name, value in zip(names, got, strict=True):
         np.testing.assert_allclose(value, want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "mask", [[[1, 1], [0, 1], [1, 0]], [[0, 0], [1, 1], [0, 1]]], ids=["mixed", "one-empty-row"]
+)
+def test_max_rule_scores_the_largest_part_after_the_plugin(mask):
+    stats = dict(tiny.SCORE_STATS, combine="max")
+    model, _ = pg.build_plugin_model(tiny.encode_model(), tiny.decode_model(), stats)
+    onnx.checker.check_model(model)
+    score_node = next(n for n in model.graph.node if n.op_type == "anomaly_score")
+    assert list(score_node.output) == [pg.SCORE_SUM, "score_parts"]  # its sum is not the score
+    feed = tiny.feed(3, seed=2, mask=np.asarray(mask))
+    got = dict(
+        zip(
+            [o.name for o in model.graph.output],
+            ReferenceEvaluator(model, new_ops=CUSTOM_OPS).run(None, feed),
+            strict=True,
+        )
+    )
+    want, summed = _expected(feed, "max"), _expected(feed, "sum")
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["score_parts"], want["score_parts"], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(want["score"], summed["score"])  # the two rules differ on this feed
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_max_score_nodes_run_in_onnxruntime_at_both_reducemax_forms(opset):
+    nodes, inits = pg._max_score_nodes(opset)
+    weight = np.array([1.0, 2.0, 0.5, 1.0], np.float32)
+    inits.append(onnx.numpy_helper.from_array(weight, pg.WEIGHT))
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "max",
+        [
+            helper.make_tensor_value_info("mask", f32, ["B", 2]),
+            helper.make_tensor_value_info("score_parts", f32, ["B", 4]),
+        ],
+        [helper.make_tensor_value_info("score", f32, ["B"])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    mask = np.array([[1, 1], [1, 0], [0, 0]], np.float32)
+    parts = np.array([[3, 1, 0.5, -1], [1, 0, -2, -3], [0, 0, -4, -2]], np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (score,) = sess.run(None, {"mask": mask, "score_parts": parts})
+    np.testing.assert_allclose(score, [3.0, 1.0, -2.0])
 
 
 def test_cpp_plugin_route_has_no_aot_attribute():

@@ -13,6 +13,7 @@ import pytest
 
 from edgevae.errors import ConfigError, EngineMismatchError, MissingDependencyError, ShapeError
 from edgevae.kernels.reference import anomaly_score_ref, poe_fusion_ref
+from edgevae.model.score_rules import COMBINE_RULES
 from edgevae.runtime import trt_runner as runner_mod
 from edgevae.runtime.base import Runner
 from edgevae.runtime.trt_runner import TrtRunner
@@ -54,8 +55,9 @@ class FakeKernels:
         self.device.run_or_capture(op)
 
     def anomaly_score(
-        self, inputs, recons, numel, mask, kl, cross, mean, std, weight, parts, score, b, m, stream
-    ):
+        self, inputs, recons, numel, mask, kl, cross, mean, std, weight, parts, score, b, m,
+        combine, stream,
+    ):  # fmt: skip
         self.calls.append("anomaly_score")
         v = self.device.view
 
@@ -66,6 +68,7 @@ class FakeKernels:
                 v(mask, np.float32, (b, m)), v(kl, np.float32, (b,)),
                 v(cross, np.float32, (b, m)), *(v(p, np.float32, (m + 2,)) for p in
                                                  (mean, std, weight)),
+                COMBINE_RULES[combine],
             )  # fmt: skip
             for ptr, value in ((score, out.score), (parts, out.parts)):
                 self.device.buffers[ptr][: value.nbytes] = value.tobytes()
