@@ -77,3 +77,13 @@ def test_unknown_rule_is_refused_with_the_valid_ones():
     with pytest.raises(ConfigError, match="score combination rule"):
         combine_parts(torch.zeros(1, 5), torch.ones(1, 5), torch.ones(5), "median")
     assert TrainConfig().score_combine == "max"
+
+
+def test_cli_train_refuses_an_unknown_rule_before_touching_anything(capsys, tmp_path):
+    from tests.cli_util import invoke
+
+    out = tmp_path / "run"
+    r = invoke(capsys, "train", "--data", tmp_path, "--out", out, "--score-combine", "avg")
+    assert r.code == 2 and "Traceback" not in r.err
+    assert "unknown score combination rule 'avg'" in r.err and "sum, max" in r.err
+    assert not out.exists()
