@@ -15,7 +15,8 @@ recomputes the raw parts with the model, so it gives the same table for a run of
 Rules beyond the clip-level parts, measured and not adopted:
 
 * ``per-expert cross``: ``cross_modal`` split into one KL(q_m || PoE of the others) part per
-  modality, so the max can pick the one expert that disagrees;
+  modality, so the max can pick the one expert that disagrees (each is also printed alone: how
+  much cross-modal signal each expert carries);
 * ``per-frame``: each frame gets its own reconstruction parts (a camera's error on that frame,
   the motion steps and log-mel frames that fall in it), standardised on normal validation frames,
   max'ed with its clip's KL parts; this removes the clip-level cap on frame AUROC.
@@ -105,6 +106,10 @@ def main() -> int:
         "Mahalanobis of log parts": np.einsum("ni,ij,nj->n", zl, prec, zl),
         "max of z, per-expert cross": per_expert.max(1),
     }
+    zx = z(cross_test, cross_val)
+    clip_rules.update(
+        {f"cross_{n} alone (one expert vs the others)": zx[:, i] for i, n in enumerate(names)}
+    )
     rules = {k: np.repeat(v, frames) for k, v in clip_rules.items()}
     rules["max of z, per-frame recon"] = np.concatenate([zf, clip_kl], 2).max(2).reshape(-1)
     rules["max of z, per-frame recon, 3-frame smoothing"] = (
